@@ -1,0 +1,85 @@
+"""Plain containers shared by every data source.
+
+Sources hand back whole in-memory arrays rather than lazy datasets: the built-in
+corpora are tiny, and federated clients slice them by index many times per run, so
+one tensor plus an index array is both the fastest and the simplest representation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclass
+class SkippedFile:
+    """A file a loader refused, kept so the run summary can count and name it."""
+
+    path: Path
+    reason: str
+
+
+@dataclass
+class ImageSet:
+    """Images as one float tensor ``[N, C, H, W]`` in ``[0, 1]`` with integer labels."""
+
+    images: torch.Tensor
+    labels: np.ndarray
+    classes: list[str]
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4:
+            raise ValueError(f"ImageSet.images must be [N, C, H, W], got shape {tuple(self.images.shape)}")
+        if len(self.images) != len(self.labels):
+            raise ValueError(
+                f"ImageSet has {len(self.images)} images but {len(self.labels)} labels"
+            )
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: np.ndarray) -> "ImageSet":
+        idx = np.asarray(indices, dtype=np.int64)
+        return ImageSet(self.images[torch.from_numpy(idx)], self.labels[idx], self.classes)
+
+
+@dataclass
+class AudioSet:
+    """Mono waveforms (variable length, float32 in [-1, 1]) with labels and speaker ids.
+
+    ``speakers`` lets partitioners and evaluation split by speaker (speaker-disjoint
+    test sets, speaker-skewed clients); it is ``-1`` where the speaker is unknown.
+    """
+
+    waveforms: list[np.ndarray]
+    labels: np.ndarray
+    classes: list[str]
+    sample_rate: int
+    speakers: np.ndarray | None = None
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if len(self.waveforms) != len(self.labels):
+            raise ValueError(
+                f"AudioSet has {len(self.waveforms)} waveforms but {len(self.labels)} labels"
+            )
+        if self.speakers is None:
+            self.speakers = np.full(len(self.labels), -1, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: np.ndarray) -> "AudioSet":
+        idx = np.asarray(indices, dtype=np.int64)
+        assert self.speakers is not None
+        return AudioSet(
+            [self.waveforms[i] for i in idx],
+            self.labels[idx],
+            self.classes,
+            self.sample_rate,
+            self.speakers[idx],
+        )

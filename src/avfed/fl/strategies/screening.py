@@ -1,0 +1,67 @@
+"""Screen client replies before aggregation so one bad update cannot poison the model.
+
+A reply is rejected (and reported) when it carries an error, lacks the expected
+ArrayRecord, has different tensor names or shapes than the global model, contains a
+non-finite value, or claims a non-positive / non-finite example count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+from flwr.app import ArrayRecord, Message
+
+
+@dataclass
+class Rejection:
+    node_id: int
+    reason: str
+
+
+def reference_shapes(arrays: ArrayRecord) -> dict[str, tuple[int, ...]]:
+    return {key: tuple(array.shape) for key, array in arrays.items()}
+
+
+def screen_reply(
+    msg: Message, expected: dict[str, tuple[int, ...]], weight_key: str
+) -> str | None:
+    """Return why ``msg`` must be excluded, or ``None`` if it is safe to aggregate."""
+    if msg.has_error():
+        return f"client error: {msg.error.reason}"
+    content = msg.content
+    if len(content.array_records) != 1:
+        return f"expected one ArrayRecord, got {len(content.array_records)}"
+    arrays = next(iter(content.array_records.values()))
+    if set(arrays.keys()) != set(expected):
+        missing = sorted(set(expected) - set(arrays.keys()))[:3]
+        extra = sorted(set(arrays.keys()) - set(expected))[:3]
+        return f"tensor names differ from the global model (missing {missing}, extra {extra})"
+    for key, array in arrays.items():
+        if tuple(array.shape) != expected[key]:
+            return f"'{key}' has shape {tuple(array.shape)}, expected {expected[key]}"
+        values = array.numpy()
+        if np.issubdtype(values.dtype, np.floating) and not np.isfinite(values).all():
+            return f"'{key}' contains NaN or Inf"
+    metrics = list(content.metric_records.values())
+    if len(metrics) != 1 or weight_key not in metrics[0]:
+        return f"missing the '{weight_key}' metric"
+    weight = metrics[0][weight_key]
+    if not isinstance(weight, (int, float)) or not np.isfinite(weight) or weight <= 0:
+        return f"'{weight_key}' must be a positive number, got {weight!r}"
+    return None
+
+
+def screen_replies(
+    replies: Iterable[Message], expected: dict[str, tuple[int, ...]], weight_key: str
+) -> tuple[list[Message], list[Rejection]]:
+    accepted: list[Message] = []
+    rejected: list[Rejection] = []
+    for msg in replies:
+        reason = screen_reply(msg, expected, weight_key)
+        if reason is None:
+            accepted.append(msg)
+        else:
+            rejected.append(Rejection(msg.metadata.src_node_id, reason))
+    return accepted, rejected

@@ -1,0 +1,61 @@
+import pytest
+
+from avfed.cli import main, split_recipe
+from avfed.config import ConfigError, builtin_recipes, config_from_dict, load_config, to_dict
+
+
+def test_builtin_recipe_loads_with_typed_fields():
+    cfg = load_config("simclr_digits")
+    assert "simclr_digits" in builtin_recipes()
+    assert cfg.fl.num_clients == 10 and cfg.data.partitioner == "dirichlet"
+    assert isinstance(cfg.data.alpha, float)
+
+
+def test_cli_overrides_are_applied_and_typed():
+    recipe, overrides = split_recipe(["recipe=simclr_digits", "fl.rounds=3", "data.alpha=0.1"])
+    assert recipe == "simclr_digits"
+    cfg = load_config(recipe, overrides)
+    assert cfg.fl.rounds == 3 and cfg.data.alpha == pytest.approx(0.1)
+    assert load_config("simclr_digits").fl.rounds != 3  # the recipe itself is untouched
+
+
+def test_config_round_trips_through_plain_dict():
+    cfg = load_config("simclr_digits", ["model.args.width=8", "seed=5"])
+    again = config_from_dict(to_dict(cfg))
+    assert to_dict(again) == to_dict(cfg)
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        ("data.alpah=0.1", "data.alpah"),  # typo: no such field
+        ("fl.rounds=many", "fl.rounds"),  # wrong type
+        ("data.alpha=-1", "data.alpha"),  # out of range
+        ("train.optimizer=lbfgs", "train.optimizer"),
+        ("fl.fraction_train=0", "fl.fraction_train"),
+    ],
+)
+def test_invalid_field_names_the_field(override, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        load_config("simclr_digits", [override])
+
+
+def test_invalid_field_in_a_recipe_file_names_file_and_field(tmp_path):
+    recipe = tmp_path / "mine.yaml"
+    recipe.write_text("fl:\n  rounds: 2\n  num_clients: 3\n  stratgy: fedavg\n")
+    with pytest.raises(ConfigError, match=r"fl\.stratgy.*mine\.yaml|mine\.yaml.*fl\.stratgy"):
+        load_config(str(recipe))
+
+
+def test_malformed_override_and_unknown_recipe():
+    with pytest.raises(ConfigError, match="dotted.key=value"):
+        load_config("simclr_digits", ["fl.rounds"])
+    with pytest.raises(ConfigError, match="unknown recipe 'nope'"):
+        load_config("nope")
+
+
+def test_cli_reports_bad_field_without_traceback(capsys):
+    assert main(["config", "fl.roundz=3"]) == 2
+    assert "fl.roundz" in capsys.readouterr().out
+    assert main(["config", "fl.rounds=4"]) == 0
+    assert "rounds: 4" in capsys.readouterr().out

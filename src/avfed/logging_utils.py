@@ -4,6 +4,20 @@ from __future__ import annotations
 
 import logging
 
+# Flower notices that are expected in avfed's set-up and would only alarm a user:
+# central evaluation replaces federated evaluation on purpose, and the Python launcher
+# is the documented way to run the simulation engine from a library.
+_EXPECTED_NOTICES = (
+    "fraction_evaluate is set to 0.0",
+    "The `run_simulation` function is deprecated",
+)
+
+
+class _DropExpected(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(notice in message for notice in _EXPECTED_NOTICES)
+
 
 def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(name if name.startswith("avfed") else f"avfed.{name}")
@@ -11,5 +25,7 @@ def get_logger(name: str) -> logging.Logger:
 
 def quiet_flower(verbose: bool) -> None:
     """Flower logs every sampling and aggregation step at INFO; our progress replaces it."""
-    level = logging.INFO if verbose else logging.WARNING
-    logging.getLogger("flwr").setLevel(level)
+    logger = logging.getLogger("flwr")
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    if not verbose and not any(isinstance(f, _DropExpected) for f in logger.filters):
+        logger.addFilter(_DropExpected())

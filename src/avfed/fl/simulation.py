@@ -30,16 +30,12 @@ def parallel_clients(cfg: RunConfig) -> int:
 
 
 def backend_config(cfg: RunConfig) -> dict[str, Any]:
-    threads = str(cfg.fl.client_cpus)
     return {
         "client_resources": {"num_cpus": cfg.fl.client_cpus, "num_gpus": cfg.fl.client_gpus},
         "init_args": {
             "num_cpus": simulation_cpus(cfg),
             "include_dashboard": False,
             "logging_level": "error",
-            # OpenMP pools are sized at import time, before set_num_threads can act.
-            "runtime_env": {"env_vars": {"OMP_NUM_THREADS": threads,
-                                         "MKL_NUM_THREADS": threads}},
         },
     }
 
@@ -52,7 +48,7 @@ def run_federated(cfg: RunConfig, run: RunDir, verbose: bool = False) -> dict[st
             "given to the simulation (fl.sim_cpus); no client could ever be scheduled"
         )
     quiet_flower(verbose)
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     run_simulation(
         server_app=make_server_app(cfg, run),
         client_app=client_app,

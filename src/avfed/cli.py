@@ -16,7 +16,7 @@ from rich.table import Table
 
 from avfed.config import ConfigError, builtin_recipes, load_config, to_yaml
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 
 
 def split_recipe(items: Sequence[str]) -> tuple[str, list[str]]:

@@ -25,7 +25,7 @@ from avfed.fl.strategies.base import RoundRecord
 from avfed.runs import RunDir, save_checkpoint
 from avfed.seeding import seed_everything
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 
 
 class RoundReporter:

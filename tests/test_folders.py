@@ -1,0 +1,68 @@
+import cv2
+import numpy as np
+import pytest
+import soundfile as sf
+
+from avfed.data.sources.folders import load_audio_folder, load_image_folder
+
+
+@pytest.fixture
+def image_tree(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("cat", "dog"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            cv2.imwrite(str(tmp_path / name / f"{i}.png"), rng.integers(0, 255, (20, 24, 3),
+                                                                         dtype=np.uint8))
+    cv2.imwrite(str(tmp_path / "dog" / "gray.png"), np.full((10, 10), 255, np.uint8))
+    (tmp_path / "cat" / "broken.png").write_bytes(rng.bytes(300))
+    (tmp_path / "cat" / "notes.txt").write_text("not an image")
+    return tmp_path
+
+
+def test_image_folder_loads_valid_files_and_skips_corrupt_ones(image_tree):
+    with pytest.warns(UserWarning, match="broken.png"):
+        data = load_image_folder(image_tree, image_size=16)
+    assert data.classes == ["cat", "dog"]
+    assert data.images.shape == (7, 3, 16, 16)
+    assert data.images.min() >= 0 and data.images.max() <= 1
+    assert list(data.labels) == [0, 0, 0, 1, 1, 1, 1]
+    assert [s.path.name for s in data.skipped] == ["broken.png"]
+    assert data.images.flatten(1).abs().sum(1).min() > 0  # nothing zero-filled
+    with pytest.warns(UserWarning, match="broken.png"):
+        gray = load_image_folder(image_tree, image_size=8, channels=1)
+    assert gray.images.shape[1] == 1
+
+
+def test_image_folder_errors_name_the_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing"):
+        load_image_folder(tmp_path / "missing")
+    with pytest.raises(ValueError, match="no class subfolders"):
+        load_image_folder(tmp_path)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.png").write_bytes(b"junk")
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="no readable image"):
+        load_image_folder(tmp_path)
+
+
+def test_audio_folder_resamples_and_skips_corrupt_and_empty(tmp_path):
+    for name in ("yes", "no"):
+        (tmp_path / name).mkdir()
+    sf.write(tmp_path / "yes" / "a.wav", np.sin(np.arange(16000) / 5).astype(np.float32), 16000)
+    stereo = np.random.default_rng(0).uniform(-0.5, 0.5, (8000, 2)).astype(np.float32)
+    sf.write(tmp_path / "no" / "b.flac", stereo, 8000)
+    sf.write(tmp_path / "no" / "empty.wav", np.zeros(0, np.float32), 16000)
+    (tmp_path / "yes" / "junk.wav").write_bytes(b"RIFF0000WAVEjunk")
+    with pytest.warns(UserWarning) as caught:
+        data = load_audio_folder(tmp_path)
+    messages = " ".join(str(w.message) for w in caught)
+    assert "junk.wav" in messages and "empty.wav" in messages
+    assert data.classes == ["no", "yes"]
+    assert data.sample_rate == 8000  # the first readable file's rate (no/b.flac)
+    assert sorted(len(w) for w in data.waveforms) == [8000, 8000]  # 16 kHz file halved
+    assert all(w.ndim == 1 and w.dtype == np.float32 for w in data.waveforms)
+    assert {s.path.name for s in data.skipped} == {"junk.wav", "empty.wav"}
+    with pytest.warns(UserWarning):
+        at_16k = load_audio_folder(tmp_path, sample_rate=16000)
+    assert at_16k.sample_rate == 16000
+    assert sorted(len(w) for w in at_16k.waveforms) == [16000, 16000]

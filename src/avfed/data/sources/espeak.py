@@ -1,0 +1,158 @@
+"""A minimal ctypes driver for libespeak-ng, as shipped in the ``espeakng-loader`` wheel.
+
+Synchronous mode hands every block of synthesised 16-bit samples to a callback; we
+collect them per utterance. The library keeps global state and is not thread-safe, so
+one lock guards initialisation and every synthesis call.
+
+That global state also carries over between utterances (the waveform generator's
+phase, among others, which neither re-initialisation nor the random seed resets): the
+same word comes out a few samples different depending on what was spoken before.
+:func:`speak_isolated` therefore synthesises each utterance in a child forked from a
+freshly initialised engine, so every utterance starts from the same state and the
+output is bit-identical whatever the order or the process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+SAMPLE_RATE = 22050  # what espeak-ng's synchronous output produces
+
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_POS_CHARACTER = 1
+_CHARS_UTF8 = 1
+_PARAM_RATE, _PARAM_VOLUME, _PARAM_PITCH, _PARAM_RANGE = 1, 2, 3, 4
+_EE_OK = 0
+_NOISE_SEED = 1  # breath/frication noise: fixed, so equal requests give equal samples
+
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                             ctypes.c_void_p)
+
+
+class _Engine:
+    def __init__(self) -> None:
+        import espeakng_loader
+
+        self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        self.lib.espeak_Initialize.restype = ctypes.c_int
+        self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p,
+                                               ctypes.c_int]
+        self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self.lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        self.lib.espeak_Synth.argtypes = [
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
+            ctypes.c_uint, ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p,
+        ]
+        data_dir = espeakng_loader.get_data_path().encode()
+        rate = self.lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 0, data_dir, 0)
+        if rate != SAMPLE_RATE:
+            raise RuntimeError(f"espeak-ng initialised at {rate} Hz, expected {SAMPLE_RATE} Hz "
+                               f"(data folder {data_dir.decode()})")
+        self.lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        self._libc = ctypes.CDLL(None)
+        self._chunks: list[np.ndarray] = []
+        self._callback = _CALLBACK(self._collect)  # keep a reference: C holds the pointer
+        self.lib.espeak_SetSynthCallback(self._callback)
+
+    def _collect(self, samples: ctypes.POINTER(ctypes.c_short), count: int,  # type: ignore[valid-type]
+                 _events: int) -> int:
+        if count > 0:
+            self._chunks.append(np.ctypeslib.as_array(samples, shape=(count,)).copy())
+        return 0  # 0 = continue synthesis
+
+    def reset_noise(self) -> None:
+        """Fix both noise sources (espeak's own generator and libc's ``rand``)."""
+        self.lib.espeak_ng_SetRandSeed(_NOISE_SEED)
+        self._libc.srand(_NOISE_SEED)
+
+    def say(self, text: str, voice: str, pitch: int, pitch_range: int, speed: int) -> np.ndarray:
+        if self.lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
+            raise ValueError(f"espeak-ng has no voice '{voice}'")
+        for param, value in ((_PARAM_RATE, speed), (_PARAM_PITCH, pitch),
+                             (_PARAM_RANGE, pitch_range), (_PARAM_VOLUME, 100)):
+            self.lib.espeak_SetParameter(param, int(value), 0)
+        self._chunks = []
+        encoded = text.encode() + b"\0"
+        status = self.lib.espeak_Synth(encoded, len(encoded), 0, _POS_CHARACTER, 0, _CHARS_UTF8,
+                                       None, None)
+        if status != _EE_OK:
+            raise RuntimeError(f"espeak-ng failed to synthesise {text!r} with voice '{voice}'")
+        self.lib.espeak_Synchronize()
+        if not self._chunks:
+            return np.zeros(0, np.float32)
+        return (np.concatenate(self._chunks).astype(np.float32) / 32768.0)
+
+
+_engine: _Engine | None = None
+_lock = threading.Lock()
+
+
+def speak(text: str, voice: str, *, pitch: int = 50, pitch_range: int = 50,
+          speed: int = 175) -> np.ndarray:
+    """Raw espeak-ng output for ``text`` as float32 at :data:`SAMPLE_RATE` (may be silent)."""
+    global _engine
+    with _lock:
+        if _engine is None:
+            _engine = _Engine()
+        return _engine.say(text, voice, pitch, pitch_range, speed)
+
+
+def _read_exactly(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _fork_each(requests: Sequence[dict[str, Any]]) -> list[bytes]:
+    """Runs in a fresh spawned process: initialise once, then fork a child per utterance."""
+    global _engine
+    _engine = _Engine()
+    results: list[bytes] = []
+    for req in requests:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # child: speak from the pristine state, send the samples, vanish
+            os.close(read_fd)
+            try:
+                _engine.reset_noise()
+                wave = _engine.say(req["text"], req["voice"], req["pitch"], req["pitch_range"],
+                                   req["speed"])
+                payload = b"ok" + wave.tobytes()
+            except Exception as err:  # noqa: BLE001 - reported to the parent as text
+                payload = b"er" + str(err).encode()
+            with os.fdopen(write_fd, "wb") as out:
+                out.write(payload)
+            os._exit(0)
+        os.close(write_fd)
+        payload = _read_exactly(read_fd)
+        os.close(read_fd)
+        os.waitpid(pid, 0)
+        results.append(payload)
+    return results
+
+
+def speak_isolated(requests: Sequence[dict[str, Any]]) -> list[np.ndarray]:
+    """Synthesise many utterances, each from a pristine engine state (deterministic).
+
+    Each request has ``text``, ``voice``, ``pitch``, ``pitch_range`` and ``speed``.
+    """
+    if not requests:
+        return []
+    ctx = multiprocessing.get_context("spawn")  # a small clean process, safe to fork
+    with ctx.Pool(1) as pool:
+        payloads = pool.apply(_fork_each, (list(requests),))
+    waves = []
+    for req, payload in zip(requests, payloads, strict=True):
+        if payload[:2] != b"ok":
+            raise ValueError(f"espeak-ng failed on {req['text']!r} with voice "
+                             f"'{req['voice']}': {payload[2:].decode(errors='replace')}")
+        waves.append(np.frombuffer(payload[2:], dtype=np.float32).copy())
+    return waves

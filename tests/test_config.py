@@ -33,6 +33,9 @@ def test_config_round_trips_through_plain_dict():
         ("data.alpha=-1", "data.alpha"),  # out of range
         ("train.optimizer=lbfgs", "train.optimizer"),
         ("fl.fraction_train=0", "fl.fraction_train"),
+        ("model.name=resnet9000", "model.name"),
+        ("fl.strategy=fedmagic", "fl.strategy"),
+        ("data.partitioner=random", "data.partitioner"),
     ],
 )
 def test_invalid_field_names_the_field(override, field):

@@ -8,7 +8,9 @@ from flwr.app.metadata import Metadata
 from avfed.fl import strategies
 from avfed.fl.strategies.screening import reference_shapes
 
-GLOBAL = ArrayRecord({"w": Array(np.zeros((2, 2), np.float32)), "b": Array(np.zeros(2, np.float32))})
+GLOBAL = ArrayRecord(
+    {"w": Array(np.zeros((2, 2), np.float32)), "b": Array(np.zeros(2, np.float32))}
+)
 
 
 def _reply(w, b, n, pid, node):
@@ -57,7 +59,8 @@ def test_fedavg_matches_hand_computed_weighted_mean():
 )
 def test_poisoned_update_is_excluded_and_recorded(bad, reason):
     seen = []
-    good = [_reply([[1, 1], [1, 1]], [1, 1], 10, 0, 11), _reply([[3, 3], [3, 3]], [3, 3], 10, 1, 12)]
+    good = [_reply([[1, 1], [1, 1]], [1, 1], 10, 0, 11),
+            _reply([[3, 3], [3, 3]], [3, 3], 10, 1, 12)]
     strategy = _strategy(on_round=seen.append)
     arrays, _ = strategy.aggregate_train(1, [*good, bad()])
     np.testing.assert_allclose(arrays["w"].numpy(), np.full((2, 2), 2.0))
@@ -74,8 +77,10 @@ def test_failed_client_and_all_bad_updates_leave_global_model_unchanged():
 
 def test_aggregation_does_not_depend_on_arrival_order():
     rng = np.random.default_rng(0)
-    replies = [_reply(rng.normal(size=(2, 2)), rng.normal(size=2), int(rng.integers(1, 50)), i, 20 + i)
-               for i in range(5)]
+    replies = [
+        _reply(rng.normal(size=(2, 2)), rng.normal(size=2), int(rng.integers(1, 50)), i, 20 + i)
+        for i in range(5)
+    ]
     forward, _ = _strategy().aggregate_train(1, list(replies))
     backward, _ = _strategy().aggregate_train(1, list(reversed(replies)))
     assert np.array_equal(forward["w"].numpy(), backward["w"].numpy())

@@ -104,6 +104,24 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data(args: argparse.Namespace) -> int:
+    """Generate (or load from cache) a built-in corpus and describe it."""
+    if args.name == "spoken_digits":
+        from avfed.data.sources.spoken_digits import load_spoken_digits
+
+        data = load_spoken_digits(num_speakers=args.num_speakers, seed=args.seed, progress=True)
+        seconds = sum(len(w) for w in data.waveforms) / data.sample_rate
+        console.print(f"spoken_digits: {len(data)} utterances, {len(set(data.speakers))} "
+                      f"speakers, {seconds:.0f} s of audio at {data.sample_rate} Hz")
+    else:
+        from avfed.data.sources.image_digits import load_image_digits
+
+        train, test = load_image_digits(seed=args.seed)
+        console.print(f"image_digits: {len(train)} train + {len(test)} test images, "
+                      f"{tuple(train.images.shape[1:])}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avfed", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -115,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("config", help="print a resolved recipe")
     show.add_argument("overrides", nargs="*")
     show.set_defaults(func=_config)
+    data = sub.add_parser("data", help="prepare and describe a built-in corpus")
+    data.add_argument("name", choices=["image_digits", "spoken_digits"])
+    data.add_argument("--num-speakers", type=int, default=40)
+    data.add_argument("--seed", type=int, default=0)
+    data.set_defaults(func=_data)
     sub.add_parser("recipes", help="list built-in recipes").set_defaults(func=_recipes)
     sub.add_parser("models", help="list registered models").set_defaults(func=_models)
     sub.add_parser("strategies", help="list aggregation strategies").set_defaults(func=_strategies)

@@ -58,7 +58,7 @@ def _client_parts(key: str) -> list[np.ndarray]:
 
 
 def partition_labels(
-    cfg: "object", labels: np.ndarray, num_partitions: int, seed: int
+    cfg: object, labels: np.ndarray, num_partitions: int, seed: int
 ) -> list[np.ndarray]:
     params: dict[str, object] = {}
     kind = cfg.partitioner  # type: ignore[attr-defined]

@@ -221,7 +221,29 @@ def validate(config: RunConfig) -> None:
             value = getattr(value, part)
         if not check(value):
             raise ConfigError(f"invalid recipe field '{dotted}': {expectation}, got {value!r}")
+    _check_names(config)
     for dotted in ("augment.hflip_p", "augment.jitter_p", "augment.grayscale_p", "augment.blur_p"):
         value = getattr(config.augment, dotted.split(".")[1])
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"invalid recipe field '{dotted}': must be in [0, 1], got {value!r}")
+
+
+def _check_names(config: RunConfig) -> None:
+    """Fields that name a registered component must name one that exists."""
+    from avfed import models, ssl
+    from avfed.data.catalog import image_sources
+    from avfed.data.partition import PARTITIONERS
+    from avfed.fl import strategies
+
+    named = [
+        ("data.source", config.data.source, image_sources.names()),
+        ("data.partitioner", config.data.partitioner, sorted(PARTITIONERS)),
+        ("model.name", config.model.name, models.model_registry.names()),
+        ("ssl.method", config.ssl.method, ssl.method_registry.names()),
+        ("fl.strategy", config.fl.strategy, strategies.strategy_registry.names()),
+    ]
+    for dotted, value, valid in named:
+        if value not in valid:
+            raise ConfigError(
+                f"invalid recipe field '{dotted}': unknown '{value}'; valid: {', '.join(valid)}"
+            )

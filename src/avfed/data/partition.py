@@ -155,7 +155,9 @@ def partition(kind: str, labels: np.ndarray, num_clients: int, seed: int = 0,
     try:
         return PARTITIONERS[kind](_as_labels(labels), num_clients, seed, **params)
     except TypeError as err:
-        raise ValueError(f"partitioner '{kind}' got bad parameters {sorted(params)}: {err}") from None
+        raise ValueError(
+            f"partitioner '{kind}' got bad parameters {sorted(params)}: {err}"
+        ) from None
 
 
 def describe(parts: Parts, labels: np.ndarray) -> np.ndarray:

@@ -33,7 +33,9 @@ class ImageSet:
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4:
-            raise ValueError(f"ImageSet.images must be [N, C, H, W], got shape {tuple(self.images.shape)}")
+            raise ValueError(
+                f"ImageSet.images must be [N, C, H, W], got shape {tuple(self.images.shape)}"
+            )
         if len(self.images) != len(self.labels):
             raise ValueError(
                 f"ImageSet has {len(self.images)} images but {len(self.labels)} labels"
@@ -42,7 +44,7 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, indices: np.ndarray) -> "ImageSet":
+    def subset(self, indices: np.ndarray) -> ImageSet:
         idx = np.asarray(indices, dtype=np.int64)
         return ImageSet(self.images[torch.from_numpy(idx)], self.labels[idx], self.classes)
 
@@ -73,7 +75,7 @@ class AudioSet:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, indices: np.ndarray) -> "AudioSet":
+    def subset(self, indices: np.ndarray) -> AudioSet:
         idx = np.asarray(indices, dtype=np.int64)
         assert self.speakers is not None
         return AudioSet(

@@ -27,7 +27,9 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 T = TypeVar("T")
 
 
-def _class_files(root: str | Path, extensions: Iterable[str]) -> tuple[list[str], list[tuple[Path, int]]]:
+def _class_files(
+    root: str | Path, extensions: Iterable[str]
+) -> tuple[list[str], list[tuple[Path, int]]]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder not found: {root}")

@@ -170,8 +170,10 @@ def load_spoken_digits(*, num_speakers: int = 40, repeats: int = 2, seed: int = 
     manifest = {"settings": settings, "speakers": [
         {**asdict(s), "description": s.description} for s in speakers], "utterances": plan}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    return AudioSet([w for w in waves if w is not None], np.array([p["digit"] for p in plan], np.int64), list(DIGIT_WORDS),
-                    SAMPLE_RATE, np.array([p["speaker"] for p in plan], np.int64))
+    labels = np.array([p["digit"] for p in plan], np.int64)
+    speaker_ids = np.array([p["speaker"] for p in plan], np.int64)
+    complete = [w for w in waves if w is not None]
+    return AudioSet(complete, labels, list(DIGIT_WORDS), SAMPLE_RATE, speaker_ids)
 
 
 def speaker_disjoint_split(data: AudioSet, test_fraction: float = 0.2,

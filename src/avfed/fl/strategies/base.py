@@ -55,8 +55,9 @@ class ScreenedStrategyMixin:
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        record = self.rounds.setdefault(server_round, RoundRecord(server_round, time.perf_counter()))
-        record.replies_at = time.perf_counter()
+        now = time.perf_counter()
+        record = self.rounds.setdefault(server_round, RoundRecord(server_round, now))
+        record.replies_at = now
         accepted, rejected = screen_replies(replies, self._expected, self.weighted_by_key)
         for bad in rejected:
             log.log(WARNING, "round %d: excluded update from node %d: %s",

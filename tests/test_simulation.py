@@ -47,3 +47,15 @@ def test_two_round_three_client_simulation_changes_global_weights(tmp_path):
     metrics = (run.path / "metrics.csv").read_text().splitlines()
     assert metrics[0].startswith("round") and len(metrics) == 1 + 3  # rounds 0, 1, 2
     assert "rounds: 2" in (run.path / "config.yaml").read_text()
+
+
+def test_same_seed_gives_identical_global_model(tmp_path):
+    finals = []
+    for attempt in ("a", "b"):
+        cfg = load_config("simclr_digits", [*TINY, "fl.rounds=1", "seed=3"])
+        run = RunDir.create(cfg, tmp_path / attempt)
+        summary = run_federated(cfg, run)
+        finals.append((load_checkpoint(run.path / "final.safetensors"), summary["final"]))
+    (first, scores_a), (second, scores_b) = finals
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert scores_a == scores_b

@@ -47,6 +47,7 @@ def test_fedavg_matches_hand_computed_weighted_mean():
     np.testing.assert_allclose(arrays["w"].numpy(), [[4, 5], [6, 7]], atol=1e-6)
     np.testing.assert_allclose(arrays["b"].numpy(), [2.5, 2.5], atol=1e-6)
     assert metrics["loss"] == pytest.approx(1.0)
+    assert "partition-id" not in metrics  # bookkeeping, not averaged
 
 
 @pytest.mark.parametrize(

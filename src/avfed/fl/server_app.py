@@ -139,8 +139,17 @@ app = ServerApp()
 
 @app.main()
 def _main_from_run_config(grid: Grid, context: Context) -> None:
-    """Entry for ``flwr run``: recipe and overrides come from ``[tool.flwr.app.config]``."""
+    """Entry for ``flwr run``: recipe and overrides come from ``[tool.flwr.app.config]``.
+
+    The federation decides how many SuperNodes exist, so ``fl.num_clients`` follows the
+    nodes connected at start-up rather than the recipe.
+    """
     recipe = str(context.run_config.get("recipe", "simclr_digits"))
     overrides = shlex.split(str(context.run_config.get("overrides", "")))
     cfg = load_config(recipe, overrides)
+    connected = len(list(grid.get_node_ids()))
+    if connected and connected != cfg.fl.num_clients:
+        console.print(f"fl.num_clients={cfg.fl.num_clients} in the recipe, but the federation "
+                      f"has {connected} SuperNodes: using {connected}")
+        cfg = load_config(recipe, [*overrides, f"fl.num_clients={connected}"])
     serve(grid, cfg, RunDir.create(cfg))

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from logging import WARNING
 from typing import Any
 
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
+from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
 from avfed.fl.strategies.screening import Rejection, reference_shapes, screen_replies
 from avfed.logging_utils import get_logger
@@ -40,6 +41,7 @@ class ScreenedStrategyMixin:
 
     def __init__(self, *args: Any, on_round: Callable[[RoundRecord], None] | None = None,
                  **kwargs: Any) -> None:
+        kwargs.setdefault("train_metrics_aggr_fn", _average_client_metrics)
         super().__init__(*args, **kwargs)
         self.on_round = on_round
         self.rounds: dict[int, RoundRecord] = {}
@@ -72,6 +74,18 @@ class ScreenedStrategyMixin:
                     server_round)
             return None, None
         return super().aggregate_train(server_round, accepted)  # type: ignore[misc]
+
+
+# Per-client bookkeeping: recorded per client, meaningless once averaged over clients.
+_NOT_AVERAGED = ("partition-id", "handler-time")
+
+
+def _average_client_metrics(records: list[RecordDict], weight_key: str) -> MetricRecord:
+    averaged = aggregate_metricrecords(records, weight_key)
+    for key in _NOT_AVERAGED:
+        if key in averaged:
+            del averaged[key]
+    return averaged
 
 
 def _partition_id(msg: Message) -> tuple[float, int]:

@@ -62,3 +62,23 @@ def test_cli_reports_bad_field_without_traceback(capsys):
     assert "fl.roundz" in capsys.readouterr().out
     assert main(["config", "fl.rounds=4"]) == 0
     assert "rounds: 4" in capsys.readouterr().out
+
+
+def test_plugins_register_components_by_name(tmp_path, monkeypatch):
+    (tmp_path / "my_avfed_plugin.py").write_text(
+        "from torch import nn\n"
+        "from avfed.models import register_model\n"
+        "@register_model('tiny_plugin_cnn')\n"
+        "def tiny(in_chans=3):\n"
+        "    net = nn.Sequential(nn.Conv2d(in_chans, 8, 3), nn.AdaptiveAvgPool2d(1),\n"
+        "                        nn.Flatten())\n"
+        "    net.num_features = 8\n"
+        "    return net\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ConfigError, match="model.name"):
+        load_config("simclr_digits", ["model.name=tiny_plugin_cnn"])
+    cfg = load_config("simclr_digits", ["plugins=[my_avfed_plugin]", "model.name=tiny_plugin_cnn"])
+    assert cfg.model.name == "tiny_plugin_cnn"
+    with pytest.raises(ConfigError, match="plugins.*no_such_module"):
+        load_config("simclr_digits", ["plugins=[no_such_module]"])

@@ -66,3 +66,18 @@ def test_audio_folder_resamples_and_skips_corrupt_and_empty(tmp_path):
         at_16k = load_audio_folder(tmp_path, sample_rate=16000)
     assert at_16k.sample_rate == 16000
     assert sorted(len(w) for w in at_16k.waveforms) == [16000, 16000]
+
+
+def test_image_folder_source_reports_skipped_files_through_the_catalog(image_tree):
+    from avfed.config import DataConfig
+    from avfed.data.catalog import load_image_split
+
+    cfg = DataConfig(source="image_folder", root=str(image_tree), image_size=8,
+                     test_fraction=0.34)
+    with pytest.warns(UserWarning, match="broken.png"):
+        train, test = load_image_split(cfg, seed=0)
+    assert len(train) + len(test) == 7
+    assert set(test.labels) == {0, 1}  # stratified: both classes held out
+    assert [s.path.name for s in train.skipped] == ["broken.png"]
+    with pytest.raises(ValueError, match="data.root"):
+        load_image_split(DataConfig(source="image_folder"), seed=0)

@@ -10,63 +10,55 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from functools import lru_cache
 
 import numpy as np
 import torch
 from torch import nn
 
 from avfed import models, ssl
-from avfed.config import RunConfig
+from avfed.config import DataConfig, RunConfig
 from avfed.data import partition
 from avfed.data.catalog import ImageSplit, load_image_split
 from avfed.data.transforms import image_view_augmentation
 from avfed.ssl.base import SSLMethod
 
+# Per-process caches keyed by the data settings: a simulation actor hosting several
+# clients loads and partitions the corpus once.
+_splits: dict[str, ImageSplit] = {}
+_partitions: dict[str, list[np.ndarray]] = {}
 
-def _key(*parts: object) -> str:
-    return json.dumps([asdict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts],
-                      sort_keys=True)
 
-
-@lru_cache(maxsize=4)
-def _load_split(key: str) -> ImageSplit:
-    from avfed.config import DataConfig
-
-    data_cfg, seed = json.loads(key)
-    return load_image_split(DataConfig(**data_cfg), seed)
+def _data_key(cfg: RunConfig, *extra: int) -> str:
+    return json.dumps([asdict(cfg.data), cfg.seed, *extra], sort_keys=True)
 
 
 def image_split(cfg: RunConfig) -> ImageSplit:
     """The (train, test) split for ``cfg.data``, loaded once per process."""
-    return _load_split(_key(cfg.data, cfg.seed))
+    key = _data_key(cfg)
+    if key not in _splits:
+        _splits[key] = load_image_split(cfg.data, cfg.seed)
+    return _splits[key]
 
 
 def client_indices(cfg: RunConfig, partition_id: int, num_partitions: int) -> np.ndarray:
     """Indices into the train split that client ``partition_id`` holds."""
-    return _client_parts(_key(cfg.data, cfg.seed, num_partitions))[partition_id]
-
-
-@lru_cache(maxsize=4)
-def _client_parts(key: str) -> list[np.ndarray]:
-    from avfed.config import DataConfig
-
-    data_cfg, seed, num_partitions = json.loads(key)
-    cfg = DataConfig(**data_cfg)
-    train, _ = _load_split(_key(cfg, seed))
-    return partition_labels(cfg, train.labels, num_partitions, seed)
+    key = _data_key(cfg, num_partitions)
+    if key not in _partitions:
+        train, _ = image_split(cfg)
+        _partitions[key] = partition_labels(cfg.data, train.labels, num_partitions, cfg.seed)
+    return _partitions[key][partition_id]
 
 
 def partition_labels(
-    cfg: object, labels: np.ndarray, num_partitions: int, seed: int
+    cfg: DataConfig, labels: np.ndarray, num_partitions: int, seed: int
 ) -> list[np.ndarray]:
-    params: dict[str, object] = {}
-    kind = cfg.partitioner  # type: ignore[attr-defined]
-    if kind in ("dirichlet", "quantity"):
-        params["alpha"] = cfg.alpha  # type: ignore[attr-defined]
-    if kind == "shards":
-        params["classes_per_client"] = cfg.classes_per_client  # type: ignore[attr-defined]
-    return partition.partition(kind, labels, num_partitions, seed, **params)
+    """Apply the recipe's partitioner, passing only the parameters it takes."""
+    params: dict[str, float] = {}
+    if cfg.partitioner in ("dirichlet", "quantity"):
+        params["alpha"] = cfg.alpha
+    if cfg.partitioner == "shards":
+        params["classes_per_client"] = cfg.classes_per_client
+    return partition.partition(cfg.partitioner, labels, num_partitions, seed, **params)
 
 
 def build_method(cfg: RunConfig, in_chans: int) -> SSLMethod:

@@ -9,6 +9,7 @@ free; on top of that :func:`validate` checks ranges, and every failure is re-rai
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from dataclasses import dataclass, field
 from importlib import resources
@@ -96,6 +97,9 @@ class RunConfig:
     seed: int = 0
     output_dir: str = "runs"
     device: str = "cpu"
+    # modules imported before components are looked up (server and every client), so
+    # that models, methods or strategies registered in your own code can be named here
+    plugins: list[str] = field(default_factory=list)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -221,11 +225,23 @@ def validate(config: RunConfig) -> None:
             value = getattr(value, part)
         if not check(value):
             raise ConfigError(f"invalid recipe field '{dotted}': {expectation}, got {value!r}")
+    _import_plugins(config.plugins)
     _check_names(config)
     for dotted in ("augment.hflip_p", "augment.jitter_p", "augment.grayscale_p", "augment.blur_p"):
         value = getattr(config.augment, dotted.split(".")[1])
         if not 0.0 <= value <= 1.0:
             raise ConfigError(f"invalid recipe field '{dotted}': must be in [0, 1], got {value!r}")
+
+
+def _import_plugins(modules: list[str]) -> None:
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as err:
+            raise ConfigError(
+                f"invalid recipe field 'plugins': cannot import '{name}' ({err}); the module "
+                "must be importable from the working directory or the installed packages"
+            ) from None
 
 
 def _check_names(config: RunConfig) -> None:

@@ -51,6 +51,7 @@ class RoundReporter:
             self._log_round(server_round, None)
             return None
         self.method.load_state_dict(arrays.to_torch_state_dict(), strict=False)
+        self.method.to(self.cfg.device)
         result = evaluate_backbone(self.method, self.train, self.test, self.cfg)
         save_checkpoint(self.method.state_dict(), self.run.checkpoint_path(server_round))
         scores = {"knn_acc": result.knn_acc, "probe_acc": result.probe_acc}

@@ -28,3 +28,13 @@ def test_missing_checkpoint_names_the_path(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="nothing.safetensors"):
         load_checkpoint(tmp_path / "nothing.safetensors")
+
+
+def test_loading_global_weights_of_another_architecture_is_refused():
+    import pytest
+
+    small = ssl.create("simclr", models.create("resnet10_cifar", in_chans=1, width=4))
+    other = ssl.create("simclr", models.create("resnet18_cifar", in_chans=1, width=4))
+    with pytest.raises(ValueError, match="same recipe"):
+        small.load_shared_state(other.shared_state())
+    small.load_shared_state({k: v.clone() for k, v in small.shared_state().items()})

@@ -79,6 +79,7 @@ class FLConfig:
     client_cpus: int = 1
     client_gpus: float = 0.0
     sim_cpus: int = 0  # cores for the simulation engine; 0 = all of this machine's
+    client_threads: int = 0  # torch threads per client; 0 = client_cpus (no oversubscription)
     eval_every: int = 1  # central evaluation + checkpoint every K rounds (and the last)
     timeout_s: float = 3600.0
 
@@ -211,6 +212,7 @@ _CHECKS: list[tuple[str, Any, str]] = [
     ("fl.client_cpus", lambda v: v >= 1, "must be >= 1"),
     ("fl.client_gpus", lambda v: v >= 0, "must be >= 0"),
     ("fl.sim_cpus", lambda v: v >= 0, "must be >= 0 (0 = all cores)"),
+    ("fl.client_threads", lambda v: v >= 0, "must be >= 0 (0 = fl.client_cpus)"),
     ("fl.eval_every", lambda v: v >= 1, "must be >= 1"),
     ("eval.knn_k", lambda v: v >= 1, "must be >= 1"),
     ("device", lambda v: v == "cpu" or v.startswith("cuda"), "must be 'cpu' or 'cuda[:N]'"),

@@ -44,7 +44,8 @@ def node_partition(context: Context) -> tuple[int, int]:
 def _method_for(cfg: RunConfig, channels: int) -> tuple[SSLMethod, torch.nn.Module]:
     key = fingerprint(cfg)
     if key not in _methods:
-        torch.set_num_threads(cfg.fl.client_cpus)  # one actor = client_cpus cores, no more
+        # one actor = client_cpus cores: more threads than that only fight the other actors
+        torch.set_num_threads(cfg.fl.client_threads or cfg.fl.client_cpus)
         method = build_method(cfg, channels).to(cfg.device)
         _methods[key] = (method, build_augmentation(cfg, channels).to(cfg.device))
     return _methods[key]
@@ -59,8 +60,7 @@ def train(msg: Message, context: Context) -> Message:
     train_set, _ = image_split(cfg)
     images = train_set.images[torch.from_numpy(client_indices(cfg, pid, num))]
     method, augment = _method_for(cfg, images.shape[1])
-    global_state = msg.content["arrays"].to_torch_state_dict()
-    method.load_state_dict(global_state, strict=False)
+    method.load_shared_state(msg.content["arrays"].to_torch_state_dict())
 
     seed = derive_seed(cfg.seed, server_round, pid)
     torch.manual_seed(seed)  # kornia draws augmentation parameters from the global RNG

@@ -50,7 +50,7 @@ class RoundReporter:
         if server_round % self.cfg.fl.eval_every and not last:
             self._log_round(server_round, None)
             return None
-        self.method.load_state_dict(arrays.to_torch_state_dict(), strict=False)
+        self.method.load_shared_state(arrays.to_torch_state_dict())
         self.method.to(self.cfg.device)
         result = evaluate_backbone(self.method, self.train, self.test, self.cfg)
         save_checkpoint(self.method.state_dict(), self.run.checkpoint_path(server_round))
@@ -106,7 +106,7 @@ def serve(grid: Grid, cfg: RunConfig, run: RunDir) -> dict[str, Any]:
         evaluate_fn=reporter.evaluate,
     )
     if result.arrays is not None:
-        method.load_state_dict(result.arrays.to_torch_state_dict(), strict=False)
+        method.load_shared_state(result.arrays.to_torch_state_dict())
     save_checkpoint(method.state_dict(), run.path / "final.safetensors")
     first, last = reporter.evals.get(0, {}), reporter.evals.get(cfg.fl.rounds, {})
     summary = {

@@ -35,3 +35,16 @@ class SSLMethod(nn.Module):
             for k, v in self.state_dict().items()
             if any(k.startswith(p) for p in self.shared_prefixes)
         }
+
+    def load_shared_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Load what the server sent; it must be exactly the shared part of this model."""
+        expected = set(self.shared_state())
+        got = set(state)
+        if got != expected:
+            missing, extra = sorted(expected - got)[:3], sorted(got - expected)[:3]
+            raise ValueError(
+                f"global weights do not match {type(self).__name__}'s shared state "
+                f"(missing {missing}, unexpected {extra}); were server and client built "
+                "from the same recipe?"
+            )
+        self.load_state_dict(state, strict=False)

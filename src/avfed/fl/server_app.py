@@ -11,7 +11,6 @@ import shlex
 import time
 from typing import Any
 
-import torch
 from flwr.app import ArrayRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from rich.console import Console
@@ -24,6 +23,7 @@ from avfed.fl.protocol import WEIGHT_KEY, config_record
 from avfed.fl.strategies.base import RoundRecord
 from avfed.runs import RunDir, save_checkpoint
 from avfed.seeding import seed_everything
+from avfed.ssl.base import SSLMethod
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -31,7 +31,7 @@ console = Console(highlight=False, soft_wrap=True)
 class RoundReporter:
     """Evaluates every K rounds, checkpoints, and prints one progress line per round."""
 
-    def __init__(self, cfg: RunConfig, run: RunDir, method: torch.nn.Module) -> None:
+    def __init__(self, cfg: RunConfig, run: RunDir, method: SSLMethod) -> None:
         self.cfg, self.run, self.method = cfg, run, method
         self.train, self.test = image_split(cfg)
         self.rounds: dict[int, RoundRecord] = {}

@@ -16,11 +16,13 @@ from flwr.clientapp import ClientApp
 from avfed.components import build_augmentation, build_method, client_indices, image_split
 from avfed.config import RunConfig, fingerprint
 from avfed.fl.protocol import WEIGHT_KEY, config_from_record
+from avfed.logging_utils import drop_expected_flower_notices
 from avfed.seeding import derive_seed
 from avfed.ssl.base import SSLMethod
 from avfed.training import train_ssl
 
 app = ClientApp()
+drop_expected_flower_notices()  # this module is imported in every simulation actor
 
 # One model and one augmentation per (process, config): Flower calls the app once per
 # round per client, and rebuilding a network every call would dominate short rounds.

@@ -82,3 +82,13 @@ def test_plugins_register_components_by_name(tmp_path, monkeypatch):
     assert cfg.model.name == "tiny_plugin_cnn"
     with pytest.raises(ConfigError, match="plugins.*no_such_module"):
         load_config("simclr_digits", ["plugins=[no_such_module]"])
+
+
+def test_run_with_a_missing_data_folder_fails_fast_naming_it(tmp_path, capsys):
+    missing = tmp_path / "no_such_images"
+    assert main(["run", "data.source=image_folder", f"data.root={missing}",
+                 "--run-dir", str(tmp_path / "run")]) == 2
+    assert "no_such_images" in capsys.readouterr().out
+    assert not (tmp_path / "run").exists()  # nothing started, nothing written
+    with pytest.raises(ConfigError, match="data.root"):
+        load_config("simclr_digits", ["data.source=image_folder"])

@@ -32,11 +32,15 @@ def split_recipe(items: Sequence[str]) -> tuple[str, list[str]]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from avfed.components import image_split
     from avfed.fl.simulation import parallel_clients, run_federated
     from avfed.runs import RunDir
 
     recipe, overrides = split_recipe(args.overrides)
     cfg = load_config(recipe, overrides)
+    train, _ = image_split(cfg)  # fail fast on bad data, before any engine starts
+    if train.skipped:
+        console.print(f"[yellow]{len(train.skipped)} unreadable files skipped[/yellow]")
     run = RunDir.create(cfg, args.run_dir)
     console.print(
         f"[bold]avfed[/bold] {cfg.name}: {cfg.ssl.method} on {cfg.data.source} · "

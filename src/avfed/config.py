@@ -227,6 +227,11 @@ def validate(config: RunConfig) -> None:
             value = getattr(value, part)
         if not check(value):
             raise ConfigError(f"invalid recipe field '{dotted}': {expectation}, got {value!r}")
+    if config.data.source.endswith("_folder") and not config.data.root:
+        raise ConfigError(
+            f"invalid recipe field 'data.root': data.source={config.data.source} reads your "
+            "files from a folder; set data.root=/path/to/folder"
+        )
     _import_plugins(config.plugins)
     _check_names(config)
     for dotted in ("augment.hflip_p", "augment.jitter_p", "augment.grayscale_p", "augment.blur_p"):

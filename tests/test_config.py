@@ -36,6 +36,7 @@ def test_config_round_trips_through_plain_dict():
         ("model.name=resnet9000", "model.name"),
         ("fl.strategy=fedmagic", "fl.strategy"),
         ("data.partitioner=random", "data.partitioner"),
+        ("augment.blur_p=2", "augment.blur_p"),
     ],
 )
 def test_invalid_field_names_the_field(override, field):

@@ -83,8 +83,9 @@ def _listing(title: str, entries: dict[str, str]) -> None:
 
 
 def _recipes(_: argparse.Namespace) -> int:
-    _listing("recipes", {name: load_config(name).ssl.method + " on "
-                         + load_config(name).data.source for name in builtin_recipes()})
+    configs = {name: load_config(name) for name in builtin_recipes()}
+    _listing("recipes", {name: f"{cfg.ssl.method} on {cfg.data.source}"
+                         for name, cfg in configs.items()})
     return 0
 
 

@@ -201,6 +201,8 @@ _CHECKS: list[tuple[str, Any, str]] = [
     ("data.alpha", lambda v: v > 0, "must be > 0"),
     ("data.classes_per_client", lambda v: v >= 1, "must be >= 1"),
     ("augment.crop_scale_min", lambda v: 0.0 < v <= 1.0, "must be in (0, 1]"),
+    *[(f"augment.{p}", lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]")
+      for p in ("hflip_p", "jitter_p", "grayscale_p", "blur_p")],
     ("train.local_epochs", lambda v: v >= 1, "must be >= 1"),
     ("train.batch_size", lambda v: v >= 2, "must be >= 2 (contrastive losses need pairs)"),
     ("train.lr", lambda v: v > 0, "must be > 0"),
@@ -234,10 +236,6 @@ def validate(config: RunConfig) -> None:
         )
     _import_plugins(config.plugins)
     _check_names(config)
-    for dotted in ("augment.hflip_p", "augment.jitter_p", "augment.grayscale_p", "augment.blur_p"):
-        value = getattr(config.augment, dotted.split(".")[1])
-        if not 0.0 <= value <= 1.0:
-            raise ConfigError(f"invalid recipe field '{dotted}': must be in [0, 1], got {value!r}")
 
 
 def _import_plugins(modules: list[str]) -> None:

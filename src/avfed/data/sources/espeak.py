@@ -1,10 +1,8 @@
 """A minimal ctypes driver for libespeak-ng, as shipped in the ``espeakng-loader`` wheel.
 
 Synchronous mode hands every block of synthesised 16-bit samples to a callback; we
-collect them per utterance. The library keeps global state and is not thread-safe, so
-one lock guards initialisation and every synthesis call.
-
-That global state also carries over between utterances (the waveform generator's
+collect them per utterance. The library keeps global state, and that state carries
+over between utterances (the waveform generator's
 phase, among others, which neither re-initialisation nor the random seed resets): the
 same word comes out a few samples different depending on what was spoken before.
 :func:`speak_isolated` therefore synthesises each utterance in a child forked from a
@@ -17,7 +15,6 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
-import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -90,21 +87,7 @@ class _Engine:
         return (np.concatenate(self._chunks).astype(np.float32) / 32768.0)
 
 
-_engine: _Engine | None = None
-_lock = threading.Lock()
-
-
-def speak(text: str, voice: str, *, pitch: int = 50, pitch_range: int = 50,
-          speed: int = 175) -> np.ndarray:
-    """Raw espeak-ng output for ``text`` as float32 at :data:`SAMPLE_RATE` (may be silent)."""
-    global _engine
-    with _lock:
-        if _engine is None:
-            _engine = _Engine()
-        return _engine.say(text, voice, pitch, pitch_range, speed)
-
-
-def _read_exactly(fd: int) -> bytes:
+def _read_to_end(fd: int) -> bytes:
     chunks = []
     while chunk := os.read(fd, 1 << 20):
         chunks.append(chunk)
@@ -113,8 +96,7 @@ def _read_exactly(fd: int) -> bytes:
 
 def _fork_each(requests: Sequence[dict[str, Any]]) -> list[bytes]:
     """Runs in a fresh spawned process: initialise once, then fork a child per utterance."""
-    global _engine
-    _engine = _Engine()
+    engine = _Engine()
     results: list[bytes] = []
     for req in requests:
         read_fd, write_fd = os.pipe()
@@ -122,8 +104,8 @@ def _fork_each(requests: Sequence[dict[str, Any]]) -> list[bytes]:
         if pid == 0:  # child: speak from the pristine state, send the samples, vanish
             os.close(read_fd)
             try:
-                _engine.reset_noise()
-                wave = _engine.say(req["text"], req["voice"], req["pitch"], req["pitch_range"],
+                engine.reset_noise()
+                wave = engine.say(req["text"], req["voice"], req["pitch"], req["pitch_range"],
                                    req["speed"])
                 payload = b"ok" + wave.tobytes()
             except Exception as err:  # noqa: BLE001 - reported to the parent as text
@@ -132,7 +114,7 @@ def _fork_each(requests: Sequence[dict[str, Any]]) -> list[bytes]:
                 out.write(payload)
             os._exit(0)
         os.close(write_fd)
-        payload = _read_exactly(read_fd)
+        payload = _read_to_end(read_fd)
         os.close(read_fd)
         os.waitpid(pid, 0)
         results.append(payload)

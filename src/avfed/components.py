@@ -70,7 +70,7 @@ def build_method(cfg: RunConfig, in_chans: int) -> SSLMethod:
         backbone,
         projection_dim=cfg.ssl.projection_dim,
         hidden_dim=cfg.ssl.hidden_dim,
-        temperature=cfg.ssl.temperature,
+        **cfg.ssl.args,
     )
 
 

@@ -54,9 +54,11 @@ class ModelConfig:
 @dataclass
 class SSLConfig:
     method: str = "simclr"
-    temperature: float = 0.5
     projection_dim: int = 128
     hidden_dim: int = 512
+    # method-specific keyword arguments, e.g. {temperature: 0.5} for SimCLR or
+    # {momentum: 0.99} for BYOL; `avfed methods` lists what each method takes
+    args: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -207,7 +209,8 @@ _CHECKS: list[tuple[str, Any, str]] = [
     ("train.batch_size", lambda v: v >= 2, "must be >= 2 (contrastive losses need pairs)"),
     ("train.lr", lambda v: v > 0, "must be > 0"),
     ("train.optimizer", lambda v: v in ("adam", "sgd"), "must be 'adam' or 'sgd'"),
-    ("ssl.temperature", lambda v: v > 0, "must be > 0"),
+    ("ssl.projection_dim", lambda v: v >= 1, "must be >= 1"),
+    ("ssl.hidden_dim", lambda v: v >= 1, "must be >= 1"),
     ("fl.rounds", lambda v: v >= 1, "must be >= 1"),
     ("fl.num_clients", lambda v: v >= 1, "must be >= 1"),
     ("fl.fraction_train", lambda v: 0.0 < v <= 1.0, "must be in (0, 1]"),

@@ -6,6 +6,8 @@ a model is one decorator, and an unknown name fails with the list of valid ones.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
@@ -51,3 +53,14 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._factories
+
+
+def import_submodules(package_name: str, package_path: list[str]) -> None:
+    """Import every module of a package so that their ``@register`` decorators run.
+
+    Each family's ``__init__`` calls this: a new model file registers itself by existing,
+    with no central list to edit (and none to forget).
+    """
+    for info in pkgutil.iter_modules(package_path):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package_name}.{info.name}")

@@ -72,6 +72,7 @@ def train_ssl(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            method.after_step()
             total += loss.item()
             steps += 1
         epoch_losses.append(total / batches_per_epoch)

@@ -24,6 +24,9 @@ class SSLMethod(nn.Module):
     def training_loss(self, view1: torch.Tensor, view2: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def after_step(self) -> None:
+        """Called after every optimizer step: momentum encoders update here."""
+
     @torch.no_grad()
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)

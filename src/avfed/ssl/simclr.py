@@ -20,6 +20,8 @@ class SimCLR(SSLMethod):
         temperature: float = 0.5,
     ) -> None:
         super().__init__(backbone)
+        if temperature <= 0:
+            raise ValueError(f"ssl.args.temperature must be > 0, got {temperature}")
         self.projector = mlp_projector(backbone.num_features, hidden_dim, projection_dim)
         self.temperature = temperature
 

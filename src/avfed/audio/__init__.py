@@ -1,0 +1,1 @@
+"""Audio front-end and log-mel augmentations, on torch alone."""

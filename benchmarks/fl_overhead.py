@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from avfed.components import build_augmentation, build_method, client_indices, image_split
+from avfed.components import build_augmentation, build_method, client_indices, data_splits
 from avfed.config import load_config
 from avfed.fl.simulation import parallel_clients, run_federated
 from avfed.runs import RunDir
@@ -42,8 +42,8 @@ def read_jsonl(path: Path) -> list[dict]:
 def serial_round(cfg, server_round: int) -> tuple[float, float]:
     """All clients' local training one after another in this process, no Flower."""
     torch.set_num_threads(cfg.fl.client_cpus)
-    train, _ = image_split(cfg)
-    method = build_method(cfg, train.images.shape[1])
+    (train, _), = data_splits(cfg).values()
+    method = build_method(cfg)
     start_state = {k: v.clone() for k, v in method.state_dict().items()}
     augment = build_augmentation(cfg, train.images.shape[1])
     start = time.perf_counter()

@@ -32,18 +32,20 @@ def split_recipe(items: Sequence[str]) -> tuple[str, list[str]]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from avfed.components import image_split
+    from avfed.components import data_splits
     from avfed.fl.simulation import parallel_clients, run_federated
     from avfed.runs import RunDir
 
     recipe, overrides = split_recipe(args.overrides)
     cfg = load_config(recipe, overrides)
-    train, _ = image_split(cfg)  # fail fast on bad data, before any engine starts
-    if train.skipped:
-        console.print(f"[yellow]{len(train.skipped)} unreadable files skipped[/yellow]")
+    splits = data_splits(cfg)  # fail fast on bad data, before any engine starts
+    skipped = sum(len(train.skipped) for train, _ in splits.values())
+    if skipped:
+        console.print(f"[yellow]{skipped} unreadable files skipped[/yellow]")
     run = RunDir.create(cfg, args.run_dir)
     console.print(
-        f"[bold]avfed[/bold] {cfg.name}: {cfg.ssl.method} on {cfg.data.source} · "
+        f"[bold]avfed[/bold] {cfg.name}: {cfg.ssl.method} on "
+        f"{' + '.join(filter(None, [cfg.data.source, cfg.data.audio_source]))} · "
         f"{cfg.model.name} · {cfg.fl.num_clients} clients ({cfg.data.partitioner}"
         f"{f', α={cfg.data.alpha}' if cfg.data.partitioner in ('dirichlet', 'quantity') else ''})"
         f" · {cfg.fl.rounds} rounds × {cfg.train.local_epochs} local epochs · "

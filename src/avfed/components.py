@@ -1,13 +1,18 @@
-"""Build a run's data, SSL model and augmentation from its config.
+"""Build a run's data, SSL model and augmentations from its config.
 
 The server and every client call the same builders with the same config and seed, so
 a client's partition and the initial model are identical wherever they are built.
 Results are cached per process: a simulation actor that hosts several clients
 loads the corpus once and keeps one model instance, rather than rebuilding per round.
+
+A run has one modality (``data.source``) or two (an image ``data.source`` plus a
+``data.audio_source``); everything below is keyed by modality so both cases share
+one code path.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import asdict
 
@@ -18,35 +23,82 @@ from torch import nn
 from avfed import models, ssl
 from avfed.config import DataConfig, RunConfig
 from avfed.data import partition
-from avfed.data.catalog import ImageSplit, load_image_split
+from avfed.data.catalog import ImageSplit, load_split, source_modality
 from avfed.data.transforms import image_view_augmentation
 from avfed.ssl.base import SSLMethod
 
 # Per-process caches keyed by the data settings: a simulation actor hosting several
 # clients loads and partitions the corpus once.
-_splits: dict[str, ImageSplit] = {}
-_partitions: dict[str, list[np.ndarray]] = {}
+_splits: dict[str, dict[str, ImageSplit]] = {}
+_partitions: dict[str, list[dict[str, np.ndarray]]] = {}
 
 
 def _data_key(cfg: RunConfig, *extra: int) -> str:
     return json.dumps([asdict(cfg.data), cfg.seed, *extra], sort_keys=True)
 
 
-def image_split(cfg: RunConfig) -> ImageSplit:
-    """The (train, test) split for ``cfg.data``, loaded once per process."""
+def run_modalities(cfg: RunConfig) -> list[str]:
+    """The modalities of this run, primary source first."""
+    first = source_modality(cfg.data.source)
+    return [first, "audio"] if cfg.data.audio_source else [first]
+
+
+def data_splits(cfg: RunConfig) -> dict[str, ImageSplit]:
+    """``{modality: (train, test)}`` for the run's sources, loaded once per process."""
     key = _data_key(cfg)
     if key not in _splits:
-        _splits[key] = load_image_split(cfg.data, cfg.seed)
+        modalities = run_modalities(cfg)
+        splits = {modalities[0]: load_split(cfg.data, cfg.seed)}
+        if cfg.data.audio_source:
+            splits["audio"] = load_split(cfg.data, cfg.seed, source=cfg.data.audio_source,
+                                         root=cfg.data.audio_root)
+        _splits[key] = splits
     return _splits[key]
 
 
-def client_indices(cfg: RunConfig, partition_id: int, num_partitions: int) -> np.ndarray:
-    """Indices into the train split that client ``partition_id`` holds."""
+def client_modalities(cfg: RunConfig, num_partitions: int) -> list[tuple[str, ...]]:
+    """Which modalities each client holds.
+
+    With two sources, ``data.client_modalities`` gives the fractions of image-only,
+    audio-only and both-modality clients (largest-remainder rounding; image-only
+    clients get the lowest partition ids). A both-modality client's image and audio
+    are unpaired: they are drawn independently.
+    """
+    modalities = run_modalities(cfg)
+    if len(modalities) == 1:
+        return [tuple(modalities)] * num_partitions
+    kinds = [("image",), ("audio",), ("image", "audio")]
+    fractions = np.array([cfg.data.client_modalities.get(k, 0.0)
+                          for k in ("image", "audio", "both")], dtype=float)
+    raw = fractions / fractions.sum() * num_partitions
+    counts = np.floor(raw).astype(int)
+    for i in np.argsort(-(raw - counts), kind="stable")[: num_partitions - counts.sum()]:
+        counts[i] += 1
+    return [kind for kind, count in zip(kinds, counts, strict=True) for _ in range(count)]
+
+
+def client_data(cfg: RunConfig, partition_id: int, num_partitions: int) -> dict[str, np.ndarray]:
+    """``{modality: indices into that modality's train split}`` for one client."""
     key = _data_key(cfg, num_partitions)
     if key not in _partitions:
-        train, _ = image_split(cfg)
-        _partitions[key] = partition_labels(cfg.data, train.labels, num_partitions, cfg.seed)
+        splits = data_splits(cfg)
+        holders = client_modalities(cfg, num_partitions)
+        per_client: list[dict[str, np.ndarray]] = [{} for _ in range(num_partitions)]
+        for offset, (modality, (train, _)) in enumerate(splits.items()):
+            clients = [c for c in range(num_partitions) if modality in holders[c]]
+            if not clients:
+                continue
+            parts = partition_labels(cfg.data, train.labels, len(clients), cfg.seed + offset)
+            for client, part in zip(clients, parts, strict=True):
+                per_client[client][modality] = part
+        _partitions[key] = per_client
     return _partitions[key][partition_id]
+
+
+def client_indices(cfg: RunConfig, partition_id: int, num_partitions: int) -> np.ndarray:
+    """Indices of a single-modality run's client ``partition_id``."""
+    (indices,) = client_data(cfg, partition_id, num_partitions).values()
+    return indices
 
 
 def partition_labels(
@@ -61,18 +113,48 @@ def partition_labels(
     return partition.partition(cfg.partitioner, labels, num_partitions, seed, **params)
 
 
-def build_method(cfg: RunConfig, in_chans: int) -> SSLMethod:
+def modality_channels(cfg: RunConfig) -> dict[str, int]:
+    return {m: int(train.images.shape[1]) for m, (train, _) in data_splits(cfg).items()}
+
+
+def build_backbone(cfg: RunConfig, channels: dict[str, int]) -> nn.Module:
+    """The recipe's backbone; multi-modal backbones get one stem per run modality."""
+    factory = models.model_registry.get(cfg.model.name)
+    kwargs = dict(cfg.model.args)
+    if "modalities" in inspect.signature(factory).parameters:
+        kwargs.setdefault("modalities", channels)
+    elif len(channels) > 1:
+        raise ValueError(
+            f"model.name={cfg.model.name} takes one modality, but this run has "
+            f"{', '.join(channels)}; use a multi-modal backbone such as mm_resnet18_cifar"
+        )
+    return factory(in_chans=next(iter(channels.values())), **kwargs)
+
+
+def build_method(cfg: RunConfig, channels: dict[str, int] | int | None = None) -> SSLMethod:
     """A fresh SSL model; seeded so that server and clients agree on the initial weights."""
+    if channels is None:
+        channels = modality_channels(cfg)
+    elif isinstance(channels, int):
+        channels = {run_modalities(cfg)[0]: channels}
     torch.manual_seed(cfg.seed)
-    backbone = models.create(cfg.model.name, in_chans=in_chans, **cfg.model.args)
     return ssl.create(
         cfg.ssl.method,
-        backbone,
+        build_backbone(cfg, channels),
         projection_dim=cfg.ssl.projection_dim,
         hidden_dim=cfg.ssl.hidden_dim,
         **cfg.ssl.args,
     )
 
 
-def build_augmentation(cfg: RunConfig, channels: int) -> nn.Module:
+def build_augmentation(cfg: RunConfig, channels: int, modality: str = "image") -> nn.Module:
+    """One random view per call, for the given modality's inputs."""
+    if modality == "audio":
+        from avfed.audio.augment import log_mel_view_augmentation
+
+        return log_mel_view_augmentation(**cfg.augment.audio)
     return image_view_augmentation(cfg.augment, cfg.data.image_size, channels)
+
+
+def build_augmentations(cfg: RunConfig) -> dict[str, nn.Module]:
+    return {m: build_augmentation(cfg, c, m) for m, c in modality_channels(cfg).items()}

@@ -25,11 +25,34 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class AudioFeatureConfig:
+    """How waveforms become the fixed-size log-mel "images" the backbones see."""
+
+    sample_rate: int = 16000
+    duration_s: float = 0.96  # clips are centre-cropped or zero-padded to this length
+    n_fft: int = 400  # 25 ms window at 16 kHz
+    hop_length: int = 160  # 10 ms hop
+    n_mels: int = 64
+    f_min: float = 50.0
+    f_max: float = 8000.0
+
+
+@dataclass
 class DataConfig:
-    source: str = "image_digits"
-    root: str | None = None  # folder for user data sources (image_folder, audio_folder)
+    source: str = "image_digits"  # an image or an audio source (`avfed data` lists them)
+    root: str | None = None  # folder for user data sources (*_folder, esc50, speech_commands)
+    # a second, audio source beside an image `source` (unpaired audio-visual learning);
+    # clients then hold image only, audio only or both, in the fractions below
+    audio_source: str | None = None
+    audio_root: str | None = None  # folder for the audio source when it reads one
+    client_modalities: dict[str, float] = field(
+        default_factory=lambda: {"image": 0.5, "audio": 0.5, "both": 0.0}
+    )
     image_size: int = 32
+    audio: AudioFeatureConfig = field(default_factory=AudioFeatureConfig)
+    num_speakers: int = 40  # spoken_digits: synthetic speakers (2 utterances per digit each)
     test_fraction: float = 0.2
+    test_fold: int = 5  # esc50: the official fold held out for evaluation
     partitioner: str = "dirichlet"  # iid | dirichlet | shards | quantity
     alpha: float = 0.5  # Dirichlet concentration (dirichlet, quantity)
     classes_per_client: int = 2  # shards
@@ -37,12 +60,16 @@ class DataConfig:
 
 @dataclass
 class AugmentConfig:
+    """Image views (kornia) and log-mel views; each modality uses its own fields."""
+
     crop_scale_min: float = 0.2
     hflip_p: float = 0.5
     jitter_p: float = 0.8
     jitter_strength: float = 0.4
     grayscale_p: float = 0.2
     blur_p: float = 0.5
+    # log-mel views (BYOL-A style crop, mixup, SpecAugment masks, gain)
+    audio: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -92,6 +119,7 @@ class EvalConfig:
     knn_temperature: float = 0.07
     probe_max_iter: int = 1000
     batch_size: int = 256
+    retrieval: bool = False  # also report recall@1/5/10 and mAP (test queries, train gallery)
 
 
 @dataclass
@@ -255,19 +283,34 @@ def _import_plugins(modules: list[str]) -> None:
 def _check_names(config: RunConfig) -> None:
     """Fields that name a registered component must name one that exists."""
     from avfed import models, ssl
-    from avfed.data.catalog import image_sources
+    from avfed.data.catalog import data_sources, source_modality
     from avfed.data.partition import PARTITIONERS
     from avfed.fl import strategies
 
     named = [
-        ("data.source", config.data.source, image_sources.names()),
+        ("data.source", config.data.source, data_sources.names()),
         ("data.partitioner", config.data.partitioner, sorted(PARTITIONERS)),
         ("model.name", config.model.name, models.model_registry.names()),
         ("ssl.method", config.ssl.method, ssl.method_registry.names()),
         ("fl.strategy", config.fl.strategy, strategies.strategy_registry.names()),
     ]
+    if config.data.audio_source is not None:
+        named.append(("data.audio_source", config.data.audio_source, data_sources.names()))
     for dotted, value, valid in named:
         if value not in valid:
             raise ConfigError(
                 f"invalid recipe field '{dotted}': unknown '{value}'; valid: {', '.join(valid)}"
             )
+    if config.data.audio_source is not None:
+        if source_modality(config.data.source) != "image":
+            raise ConfigError("invalid recipe field 'data.source': with data.audio_source set, "
+                              f"data.source must be an image source, got '{config.data.source}'")
+        if source_modality(config.data.audio_source) != "audio":
+            raise ConfigError("invalid recipe field 'data.audio_source': "
+                              f"'{config.data.audio_source}' is not an audio source")
+        fractions = config.data.client_modalities
+        unknown = set(fractions) - {"image", "audio", "both"}
+        if unknown or any(v < 0 for v in fractions.values()) or sum(fractions.values()) <= 0:
+            raise ConfigError(
+                "invalid recipe field 'data.client_modalities': expected non-negative "
+                f"fractions for image, audio and both with a positive sum, got {fractions}")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 
 from avfed.config import TrainConfig
+from avfed.models.multimodal import use_modality
 from avfed.ssl.base import SSLMethod
 
 
@@ -26,7 +28,8 @@ class TrainResult:
     steps: int
 
 
-def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(method: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in method.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
             params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
@@ -34,52 +37,83 @@ def make_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch.
     return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def _batch_plan(
+    sizes: dict[str, int], batch_size: int, generator: torch.Generator | None
+) -> list[tuple[str, torch.Tensor]]:
+    """One epoch's batches as (modality, indices), modalities interleaved round-robin.
+
+    Interleaving (rather than all images, then all audio) keeps a multi-modal client's
+    shared trunk from drifting towards whichever modality it saw last.
+    """
+    queues: list[list[tuple[str, torch.Tensor]]] = []
+    for modality, n in sizes.items():
+        batch = min(batch_size, n)
+        order = torch.randperm(n, generator=generator)
+        queues.append([(modality, order[b * batch : (b + 1) * batch])
+                       for b in range(max(1, n // batch))])
+    plan: list[tuple[str, torch.Tensor]] = []
+    for i in range(max(len(q) for q in queues)):
+        plan += [q[i] for q in queues if i < len(q)]
+    return plan
+
+
 def train_ssl(
     method: SSLMethod,
-    images: torch.Tensor,
-    augment: torch.nn.Module,
+    images: torch.Tensor | Mapping[str, torch.Tensor],
+    augment: torch.nn.Module | Mapping[str, torch.nn.Module],
     cfg: TrainConfig,
     *,
     epochs: int | None = None,
     generator: torch.Generator | None = None,
     device: str = "cpu",
+    regularizer: Callable[[], torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train ``method`` on ``images`` for ``epochs`` (default ``cfg.local_epochs``).
 
-    The last incomplete batch is dropped unless it is the only one, since contrastive
-    losses on 1–2 samples are meaningless and BatchNorm fails on a single row.
+    ``images`` is one tensor, or ``{modality: tensor}`` with ``augment`` keyed the same
+    way for a client that holds several modalities (each batch holds one modality
+    and is routed to its stem). The last incomplete batch is dropped unless it is the
+    only one, since contrastive losses on 1–2 samples are meaningless and BatchNorm
+    fails on a single row. ``regularizer`` (e.g. FedProx's proximal term) is added to
+    the loss that is optimised but not to the loss that is reported, so losses stay
+    comparable across aggregation rules.
     """
-    n = len(images)
-    if n < 2:
-        raise ValueError(f"need at least 2 examples to train, got {n}")
+    inputs = dict(images) if isinstance(images, Mapping) else {"": images}
+    augments = dict(augment) if isinstance(augment, Mapping) else {"": augment}
+    for modality, x in inputs.items():
+        if len(x) < 2:
+            raise ValueError(f"need at least 2 examples to train, got {len(x)}"
+                             + (f" for {modality}" if modality else ""))
+        if modality not in augments:
+            raise ValueError(f"no augmentation given for modality '{modality}'")
     epochs = epochs or cfg.local_epochs
-    batch = min(cfg.batch_size, n)
-    batches_per_epoch = max(1, n // batch)
-    optimizer = make_optimizer([p for p in method.parameters() if p.requires_grad], cfg)
+    optimizer = make_optimizer(method, cfg)
     method.train()
     start = time.perf_counter()
     epoch_losses: list[float] = []
     steps = 0
     for _ in range(epochs):
-        order = torch.randperm(n, generator=generator)
+        plan = _batch_plan({m: len(x) for m, x in inputs.items()}, cfg.batch_size, generator)
         total = 0.0
-        for b in range(batches_per_epoch):
-            x = images[order[b * batch : (b + 1) * batch]].to(device)
-            view1, view2 = augment(x), augment(x)
-            loss = method.training_loss(view1, view2)
+        for modality, idx in plan:
+            x = inputs[modality][idx].to(device)
+            with use_modality(method, modality or None):
+                view1, view2 = augments[modality](x), augments[modality](x)
+                loss = method.training_loss(view1, view2)
             if not math.isfinite(loss.item()):
                 raise FloatingPointError(f"SSL loss became {loss.item()} at step {steps}")
+            objective = loss if regularizer is None else loss + regularizer()
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
             optimizer.step()
             method.after_step()
             total += loss.item()
             steps += 1
-        epoch_losses.append(total / batches_per_epoch)
+        epoch_losses.append(total / len(plan))
     return TrainResult(
         loss=epoch_losses[-1],
         first_loss=epoch_losses[0],
-        num_examples=n,
+        num_examples=sum(len(x) for x in inputs.values()),
         seconds=time.perf_counter() - start,
         steps=steps,
     )

@@ -1,42 +1,87 @@
-"""Data sources by name, so a recipe's ``data.source`` picks one.
+"""Data sources by name, so a recipe's ``data.source`` (and ``data.audio_source``) picks one.
 
-Every image source returns a labelled (train, test) pair: the train split is what
-clients pretrain on (labels unused by SSL, kept for partitioning and evaluation), the
-test split is the held-out set for kNN and the linear probe.
+Every source returns a labelled (train, test) pair of fixed-size tensors: the train
+split is what clients pretrain on (labels unused by SSL, kept for partitioning and
+evaluation), the test split is the held-out set for kNN, the linear probe and
+retrieval. Audio sources featurise their waveforms into standardised log-mels
+(``data.audio``) so that every later stage treats both modalities alike; each
+source declares its modality so that recipes can mix an image and an audio source.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 
 from avfed.config import DataConfig
-from avfed.data.types import ImageSet
+from avfed.data.types import AudioSet, ImageSet
 from avfed.registry import Registry
 
 ImageSplit = tuple[ImageSet, ImageSet]
-image_sources: Registry[ImageSplit] = Registry("image data source")
+data_sources: Registry[ImageSplit] = Registry("data source")
+SOURCE_MODALITY: dict[str, str] = {}
+MODALITIES = ("image", "audio")
 
 
-@image_sources.register("image_digits", "scikit-learn's handwritten digits, 32×32 (built in)")
-def _image_digits(cfg: DataConfig, seed: int) -> ImageSplit:
+def register_source(
+    name: str, modality: str, description: str
+) -> Callable[[Callable[..., ImageSplit]], Callable[..., ImageSplit]]:
+    """Register ``factory(cfg: DataConfig, seed: int, root: str | None) -> (train, test)``."""
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES}, got '{modality}'")
+    SOURCE_MODALITY[name] = modality
+    return data_sources.register(name, f"[{modality}] {description}")
+
+
+def _require_root(name: str, root: str | None, field: str) -> str:
+    if not root:
+        raise ValueError(f"{field} must name a folder when the source is {name}")
+    return root
+
+
+@register_source("image_digits", "image", "scikit-learn's handwritten digits, 32×32 (built in)")
+def _image_digits(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
     from avfed.data.sources.image_digits import load_image_digits
 
     return load_image_digits(cfg.image_size, cfg.test_fraction, seed)
 
 
-@image_sources.register("image_folder", "your images in root/<class>/<file> (ImageFolder layout)")
-def _image_folder(cfg: DataConfig, seed: int) -> ImageSplit:
+@register_source("image_folder", "image", "your images in root/<class>/<file> (ImageFolder)")
+def _image_folder(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
     from avfed.data.sources.folders import load_image_folder
 
-    if not cfg.root:
-        raise ValueError("data.root must name a folder when data.source=image_folder")
-    full = load_image_folder(cfg.root, image_size=cfg.image_size)
+    full = load_image_folder(_require_root("image_folder", root, "data.root"),
+                             image_size=cfg.image_size)
     return stratified_split(full, cfg.test_fraction, seed)
 
 
-def stratified_split(data: ImageSet, test_fraction: float, seed: int) -> ImageSplit:
+@register_source("spoken_digits", "audio",
+                 "synthetic spoken digits, 10 classes, speaker-disjoint test split (built in)")
+def _spoken_digits(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
+    from avfed.audio.features import log_mel_split
+    from avfed.data.sources.spoken_digits import load_spoken_digits, speaker_disjoint_split
+
+    full = load_spoken_digits(num_speakers=cfg.num_speakers, seed=seed)
+    train, test = speaker_disjoint_split(full, cfg.test_fraction, seed)
+    return log_mel_split(train, test, cfg.audio)
+
+
+@register_source("audio_folder", "audio", "your audio in root/<class>/<file>.wav|flac|ogg")
+def _audio_folder(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
+    from avfed.audio.features import log_mel_split
+    from avfed.data.sources.folders import load_audio_folder
+
+    full = load_audio_folder(_require_root("audio_folder", root, "data.root"))
+    train, test = stratified_split(full, cfg.test_fraction, seed)
+    return log_mel_split(train, test, cfg.audio)
+
+
+S = TypeVar("S", ImageSet, AudioSet)
+
+
+def stratified_split(data: S, test_fraction: float, seed: int) -> tuple[S, S]:
     """Split per class so that every class appears in both halves when it can."""
     rng = np.random.default_rng(seed)
     test: list[np.ndarray] = []
@@ -51,6 +96,19 @@ def stratified_split(data: ImageSet, test_fraction: float, seed: int) -> ImageSp
     return train, held_out
 
 
+def source_modality(name: str) -> str:
+    data_sources.get(name)  # raises with the valid names when unknown
+    return SOURCE_MODALITY[name]
+
+
+def load_split(cfg: DataConfig, seed: int, source: str | None = None,
+               root: str | None = None) -> ImageSplit:
+    """The (train, test) pair of ``source`` (default: ``cfg.source`` read from ``cfg.root``)."""
+    name = source or cfg.source
+    factory: Callable[..., ImageSplit] = data_sources.get(name)
+    return factory(cfg, seed, root if source else cfg.root)
+
+
 def load_image_split(cfg: DataConfig, seed: int) -> ImageSplit:
-    factory: Callable[..., ImageSplit] = image_sources.get(cfg.source)
-    return factory(cfg, seed)
+    """The split of ``cfg.source`` alone (kept for single-modality callers)."""
+    return load_split(cfg, seed)

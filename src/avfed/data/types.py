@@ -24,12 +24,19 @@ class SkippedFile:
 
 @dataclass
 class ImageSet:
-    """Images as one float tensor ``[N, C, H, W]`` in ``[0, 1]`` with integer labels."""
+    """Fixed-size inputs as one float tensor ``[N, C, H, W]`` with integer labels.
+
+    Images (in ``[0, 1]``) and featurised audio (standardised log-mels ``[N, 1, mels,
+    frames]``) share this container: after featurisation both are 2-D "images" to the
+    backbones, the partitioners and the evaluation. ``groups`` carries a grouping
+    such as the speaker of each utterance (``None`` when there is none).
+    """
 
     images: torch.Tensor
     labels: np.ndarray
     classes: list[str]
     skipped: list[SkippedFile] = field(default_factory=list)
+    groups: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4:
@@ -46,7 +53,9 @@ class ImageSet:
 
     def subset(self, indices: np.ndarray) -> ImageSet:
         idx = np.asarray(indices, dtype=np.int64)
-        return ImageSet(self.images[torch.from_numpy(idx)], self.labels[idx], self.classes)
+        groups = None if self.groups is None else self.groups[idx]
+        return ImageSet(self.images[torch.from_numpy(idx)], self.labels[idx], self.classes,
+                        groups=groups)
 
 
 @dataclass

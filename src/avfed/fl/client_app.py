@@ -3,6 +3,12 @@
 Launched by Flower (simulation actors or a SuperNode). Each node reads its
 ``partition-id`` / ``num-partitions`` from its node config; in simulation Flower sets
 them, on a SuperNode pass ``--node-config "partition-id=0 num-partitions=10"``.
+
+Per round a client: restores its own last model (or the initial one) so that parts
+it never shares (a momentum target, a queue, local heads) carry over; merges in the
+global weights by the rule the strategy asked for (plain replacement by default); trains
+locally, with FedProx's proximal term when the strategy sends ``proximal-mu``; and
+saves its model back into its node state when anything of it must persist.
 """
 
 from __future__ import annotations
@@ -10,11 +16,13 @@ from __future__ import annotations
 import time
 
 import torch
-from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from avfed.components import build_augmentation, build_method, client_indices, image_split
+from avfed.components import build_augmentations, build_method, client_data, data_splits
 from avfed.config import RunConfig, fingerprint
+from avfed.fl.client_merge import merge_global, needs_local_state, proximal_regularizer
+from avfed.fl.client_state import save_local_state, saved_local_state
 from avfed.fl.protocol import WEIGHT_KEY, config_from_record
 from avfed.logging_utils import drop_expected_flower_notices
 from avfed.seeding import derive_seed
@@ -24,9 +32,23 @@ from avfed.training import train_ssl
 app = ClientApp()
 drop_expected_flower_notices()  # this module is imported in every simulation actor
 
-# One model and one augmentation per (process, config): Flower calls the app once per
-# round per client, and rebuilding a network every call would dominate short rounds.
-_methods: dict[str, tuple[SSLMethod, torch.nn.Module]] = {}
+
+class _CachedModel:
+    """One model per (process, config), plus its initial state to reset clients to."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        # one actor = client_cpus cores: more threads than that only fight the other actors
+        torch.set_num_threads(cfg.fl.client_threads or cfg.fl.client_cpus)
+        self.method: SSLMethod = build_method(cfg).to(cfg.device)
+        self.initial = {k: v.detach().clone() for k, v in self.method.state_dict().items()}
+        self.augment = {m: a.to(cfg.device) for m, a in build_augmentations(cfg).items()}
+        shared = set(self.method.shared_state())
+        self.has_private_state = any(k not in shared for k in self.initial)
+
+
+# Flower calls the app once per round per client; rebuilding the network every call
+# would dominate short rounds, so each process keeps one model per config.
+_models: dict[str, _CachedModel] = {}
 
 
 def node_partition(context: Context) -> tuple[int, int]:
@@ -43,33 +65,42 @@ def node_partition(context: Context) -> tuple[int, int]:
     return pid, num
 
 
-def _method_for(cfg: RunConfig, channels: int) -> tuple[SSLMethod, torch.nn.Module]:
+def _model_for(cfg: RunConfig) -> _CachedModel:
     key = fingerprint(cfg)
-    if key not in _methods:
-        # one actor = client_cpus cores: more threads than that only fight the other actors
-        torch.set_num_threads(cfg.fl.client_threads or cfg.fl.client_cpus)
-        method = build_method(cfg, channels).to(cfg.device)
-        _methods[key] = (method, build_augmentation(cfg, channels).to(cfg.device))
-    return _methods[key]
+    if key not in _models:
+        _models[key] = _CachedModel(cfg)
+    return _models[key]
 
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     started = time.perf_counter()
-    cfg = config_from_record(msg.content["config"])
+    config: ConfigRecord = msg.content["config"]
+    cfg = config_from_record(config)
     pid, num = node_partition(context)
-    server_round = int(msg.content["config"]["server-round"])
-    train_set, _ = image_split(cfg)
-    images = train_set.images[torch.from_numpy(client_indices(cfg, pid, num))]
-    method, augment = _method_for(cfg, images.shape[1])
-    method.load_shared_state(msg.content["arrays"].to_torch_state_dict())
+    server_round = int(config["server-round"])
+    splits = data_splits(cfg)
+    inputs = {m: splits[m][0].images[torch.from_numpy(idx)]
+              for m, idx in client_data(cfg, pid, num).items()}
+    cached = _model_for(cfg)
+    method = cached.method
+
+    local = saved_local_state(context)
+    method.load_state_dict(local if local is not None else cached.initial)
+    global_state = msg.content["arrays"].to_torch_state_dict()
+    merged = merge_global(method.shared_state(), global_state, config,
+                          first_round=local is None)
+    method.load_shared_state(merged)
 
     seed = derive_seed(cfg.seed, server_round, pid)
     torch.manual_seed(seed)  # kornia draws augmentation parameters from the global RNG
     generator = torch.Generator().manual_seed(seed)
-    result = train_ssl(method, images, augment, cfg.train, generator=generator,
-                       device=cfg.device)
+    regularizer = proximal_regularizer(method, global_state, config)
+    result = train_ssl(method, inputs, {m: cached.augment[m] for m in inputs}, cfg.train,
+                       generator=generator, device=cfg.device, regularizer=regularizer)
 
+    if cached.has_private_state or needs_local_state(config):
+        save_local_state(context, method.state_dict())
     shared = {k: v.detach().cpu() for k, v in method.shared_state().items()}
     metrics = MetricRecord(
         {

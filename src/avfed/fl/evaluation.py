@@ -1,37 +1,50 @@
-"""Central evaluation of the global model on the server: kNN and linear probe.
+"""Central evaluation of the global model on the server: kNN, linear probe, retrieval.
 
 Features come from the backbone alone (the projector is discarded, as in every SSL
 protocol). Round 0 evaluates the initial weights, which makes it the randomly
-initialised baseline the trained model is compared with.
+initialised baseline the trained model is compared with. A run with two modalities
+is evaluated on each, with the modality's name prefixed to every score
+(``image_knn_acc``, ``audio_probe_acc``); a single-modality run keeps the bare names.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-
 from avfed.config import RunConfig
+from avfed.data.catalog import ImageSplit
 from avfed.data.types import ImageSet
 from avfed.eval import extract_features, knn_accuracy, linear_probe_accuracy
+from avfed.models.multimodal import use_modality
 from avfed.ssl.base import SSLMethod
 
 
-@dataclass
-class EvalResult:
-    knn_acc: float
-    probe_acc: float
-    seconds: float
-
-
 def evaluate_backbone(
-    method: SSLMethod, train: ImageSet, test: ImageSet, cfg: RunConfig
-) -> EvalResult:
-    start = time.perf_counter()
+    method: SSLMethod, train: ImageSet, test: ImageSet, cfg: RunConfig,
+    modality: str | None = None,
+) -> dict[str, float]:
+    """kNN and linear-probe accuracy (plus retrieval when ``eval.retrieval``)."""
     bs, device = cfg.eval.batch_size, cfg.device
-    train_feats = extract_features(method.backbone, train.images, bs, device)
-    test_feats = extract_features(method.backbone, test.images, bs, device)
-    knn = knn_accuracy(train_feats, train.labels, test_feats, test.labels,
-                       cfg.eval.knn_k, cfg.eval.knn_temperature)
-    probe = linear_probe_accuracy(train_feats, train.labels, test_feats, test.labels,
-                                  cfg.eval.probe_max_iter)
-    return EvalResult(knn, probe, time.perf_counter() - start)
+    with use_modality(method, modality):
+        train_feats = extract_features(method.backbone, train.images, bs, device)
+        test_feats = extract_features(method.backbone, test.images, bs, device)
+    scores = {
+        "knn_acc": knn_accuracy(train_feats, train.labels, test_feats, test.labels,
+                                cfg.eval.knn_k, cfg.eval.knn_temperature),
+        "probe_acc": linear_probe_accuracy(train_feats, train.labels, test_feats,
+                                           test.labels, cfg.eval.probe_max_iter),
+    }
+    if cfg.eval.retrieval:
+        from avfed.eval.retrieval import retrieval_scores
+
+        scores.update(retrieval_scores(test_feats, test.labels, train_feats, train.labels))
+    return scores
+
+
+def evaluate_all(method: SSLMethod, splits: dict[str, ImageSplit],
+                 cfg: RunConfig) -> dict[str, float]:
+    """Scores for every modality of the run (prefixed when there are several)."""
+    scores: dict[str, float] = {}
+    for modality, (train, test) in splits.items():
+        result = evaluate_backbone(method, train, test, cfg, modality)
+        prefix = f"{modality}_" if len(splits) > 1 else ""
+        scores.update({prefix + k: v for k, v in result.items()})
+    return scores

@@ -15,10 +15,10 @@ from flwr.app import ArrayRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from rich.console import Console
 
-from avfed.components import build_method, image_split
+from avfed.components import build_method, data_splits
 from avfed.config import RunConfig, load_config
 from avfed.fl import strategies
-from avfed.fl.evaluation import evaluate_backbone
+from avfed.fl.evaluation import evaluate_all
 from avfed.fl.protocol import WEIGHT_KEY, config_record
 from avfed.fl.strategies.base import RoundRecord
 from avfed.runs import RunDir, save_checkpoint
@@ -33,7 +33,7 @@ class RoundReporter:
 
     def __init__(self, cfg: RunConfig, run: RunDir, method: SSLMethod) -> None:
         self.cfg, self.run, self.method = cfg, run, method
-        self.train, self.test = image_split(cfg)
+        self.splits = data_splits(cfg)
         self.rounds: dict[int, RoundRecord] = {}
         self.evals: dict[int, dict[str, float]] = {}
         self.rejected = 0
@@ -52,9 +52,8 @@ class RoundReporter:
             return None
         self.method.load_shared_state(arrays.to_torch_state_dict())
         self.method.to(self.cfg.device)
-        result = evaluate_backbone(self.method, self.train, self.test, self.cfg)
+        scores = evaluate_all(self.method, self.splits, self.cfg)
         save_checkpoint(self.method.state_dict(), self.run.checkpoint_path(server_round))
-        scores = {"knn_acc": result.knn_acc, "probe_acc": result.probe_acc}
         self.evals[server_round] = scores
         self._log_round(server_round, scores)
         return MetricRecord(scores)
@@ -76,16 +75,27 @@ class RoundReporter:
         if scores is not None:
             row.update(scores)
             label = "random init" if server_round == 0 else "global"
-            parts.append(f"{label}: kNN {scores['knn_acc']:.3f} · probe {scores['probe_acc']:.3f}")
+            parts.append(f"{label}: {format_scores(scores)}")
         self.run.metrics.append(row)
         console.print(" · ".join(parts))
+
+
+def format_scores(scores: dict[str, float]) -> str:
+    """``kNN 0.917 · probe 0.981`` (per modality when the run has several)."""
+    names = {"knn_acc": "kNN", "probe_acc": "probe", "recall@1": "R@1", "map": "mAP"}
+    parts = []
+    for key, value in scores.items():
+        for suffix, label in names.items():
+            if key == suffix or key.endswith("_" + suffix):
+                parts.append(f"{key[: -len(suffix)].replace('_', ' ')}{label} {value:.3f}")
+    return " · ".join(parts)
 
 
 def serve(grid: Grid, cfg: RunConfig, run: RunDir) -> dict[str, Any]:
     """Run the whole federated job; returns (and writes) the run summary."""
     seed_everything(cfg.seed)
-    train, _ = image_split(cfg)
-    method = build_method(cfg, train.images.shape[1])
+    splits = data_splits(cfg)
+    method = build_method(cfg)
     reporter = RoundReporter(cfg, run, method)
     strategy = strategies.create(
         cfg.fl.strategy,
@@ -118,7 +128,7 @@ def serve(grid: Grid, cfg: RunConfig, run: RunDir) -> dict[str, Any]:
         "random_init": first,
         "final": last,
         "rejected_updates": reporter.rejected,
-        "skipped_files": [str(s.path) for s in train.skipped],
+        "skipped_files": [str(s.path) for train, _ in splits.values() for s in train.skipped],
         "run_dir": str(run.path),
     }
     run.write_summary(summary)

@@ -1,0 +1,111 @@
+"""One backbone for several modalities: a thin stem per modality into a shared trunk.
+
+Unpaired audio-visual SSL (FSSUAVL) trains a single encoder on images and on log-mel
+spectrograms. Only the first layer knows which modality it reads (channel count and
+input statistics differ); everything after it, and the projector, is shared, so both
+modalities are embedded in one space. The SSL methods stay modality-agnostic: the
+training loop selects the active stem with :func:`use_modality`, and a forward call
+with a ``{modality: batch}`` dict routes each batch to its own stem and returns the
+features concatenated in the dict's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from avfed.models.registry import register_model
+from avfed.models.resnet import CifarResNet
+
+
+class MultiModalBackbone(nn.Module):
+    """``stems[m]`` maps modality ``m``'s input to the trunk's input; ``trunk`` is shared."""
+
+    def __init__(self, stems: Mapping[str, nn.Module], trunk: nn.Module,
+                 num_features: int) -> None:
+        super().__init__()
+        if not stems:
+            raise ValueError("a multi-modal backbone needs at least one modality stem")
+        self.stems = nn.ModuleDict(dict(stems))
+        self.trunk = trunk
+        self.num_features = num_features
+        self.active_modality = next(iter(self.stems))
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.stems)
+
+    def select(self, modality: str) -> None:
+        if modality not in self.stems:
+            raise KeyError(f"no stem for modality '{modality}'; this backbone has "
+                           f"{', '.join(self.stems)}")
+        self.active_modality = modality
+
+    def forward(self, x: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if isinstance(x, Mapping):
+            for modality in x:
+                self.select(modality)
+            return torch.cat([self.trunk(self.stems[m](batch)) for m, batch in x.items()])
+        return self.trunk(self.stems[self.active_modality](x))
+
+
+@contextmanager
+def use_modality(model: nn.Module, modality: str | None) -> Iterator[None]:
+    """Route plain-tensor inputs of every multi-modal backbone in ``model`` to ``modality``.
+
+    A no-op for single-modality models (or ``modality=None``), so callers need not
+    know which kind they hold.
+    """
+    backbones = [m for m in model.modules() if isinstance(m, MultiModalBackbone)]
+    previous = [b.active_modality for b in backbones]
+    if modality is not None:
+        for backbone in backbones:
+            backbone.select(modality)
+    try:
+        yield
+    finally:
+        for backbone, before in zip(backbones, previous, strict=True):
+            backbone.active_modality = before
+
+
+class _ResNetTrunk(nn.Module):
+    """A CIFAR ResNet minus its stem (the stages and the pooling)."""
+
+    def __init__(self, resnet: CifarResNet) -> None:
+        super().__init__()
+        self.stages, self.pool = resnet.stages, resnet.pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.pool(self.stages(x)), 1)
+
+
+def _conv_stem(in_chans: int, width: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_chans, width, 3, 1, 1, bias=False),
+                         nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+
+
+def _multimodal_resnet(depths: tuple[int, ...], modalities: Mapping[str, int] | None,
+                       in_chans: int, width: int) -> MultiModalBackbone:
+    channels = dict(modalities or {"image": in_chans, "audio": 1})
+    resnet = CifarResNet(depths, in_chans=1, width=width)
+    stems = {m: _conv_stem(c, width) for m, c in channels.items()}
+    return MultiModalBackbone(stems, _ResNetTrunk(resnet), resnet.num_features)
+
+
+@register_model("mm_resnet18_cifar",
+                "ResNet-18 trunk shared by image and log-mel inputs, one 3×3 stem per "
+                "modality; args: width, modalities={name: channels}")
+def mm_resnet18_cifar(in_chans: int = 1, width: int = 64,
+                      modalities: Mapping[str, int] | None = None) -> MultiModalBackbone:
+    return _multimodal_resnet((2, 2, 2, 2), modalities, in_chans, width)
+
+
+@register_model("mm_resnet10_cifar",
+                "ResNet-10 trunk shared by image and log-mel inputs, one stem per "
+                "modality; args: width, modalities={name: channels}")
+def mm_resnet10_cifar(in_chans: int = 1, width: int = 64,
+                      modalities: Mapping[str, int] | None = None) -> MultiModalBackbone:
+    return _multimodal_resnet((1, 1, 1, 1), modalities, in_chans, width)

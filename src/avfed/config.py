@@ -86,6 +86,9 @@ class SSLConfig:
     # method-specific keyword arguments, e.g. {temperature: 0.5} for SimCLR or
     # {momentum: 0.99} for BYOL; `avfed methods` lists what each method takes
     args: dict[str, Any] = field(default_factory=dict)
+    # FSSUAVL's auxiliary cross-modal term on a client that holds both modalities with a
+    # known (class-level) correspondence; 0 = unpaired learning only
+    cross_modal_weight: float = 0.0
 
 
 @dataclass
@@ -239,6 +242,7 @@ _CHECKS: list[tuple[str, Any, str]] = [
     ("train.optimizer", lambda v: v in ("adam", "sgd"), "must be 'adam' or 'sgd'"),
     ("ssl.projection_dim", lambda v: v >= 1, "must be >= 1"),
     ("ssl.hidden_dim", lambda v: v >= 1, "must be >= 1"),
+    ("ssl.cross_modal_weight", lambda v: v >= 0, "must be >= 0"),
     ("fl.rounds", lambda v: v >= 1, "must be >= 1"),
     ("fl.num_clients", lambda v: v >= 1, "must be >= 1"),
     ("fl.fraction_train", lambda v: 0.0 < v <= 1.0, "must be in (0, 1]"),

@@ -15,18 +15,26 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
 from avfed.components import build_augmentations, build_method, client_data, data_splits
 from avfed.config import RunConfig, fingerprint
-from avfed.fl.client_merge import merge_global, needs_local_state, proximal_regularizer
+from avfed.fl.client_merge import (
+    Regularizer,
+    combine_regularizers,
+    merge_global,
+    needs_local_state,
+    proximal_regularizer,
+)
 from avfed.fl.client_state import save_local_state, saved_local_state
 from avfed.fl.protocol import WEIGHT_KEY, config_from_record
 from avfed.logging_utils import drop_expected_flower_notices
 from avfed.seeding import derive_seed
 from avfed.ssl.base import SSLMethod
+from avfed.ssl.cross_modal import cross_modal_regularizer, label_pairs
 from avfed.training import train_ssl
 
 app = ClientApp()
@@ -72,6 +80,20 @@ def _model_for(cfg: RunConfig) -> _CachedModel:
     return _models[key]
 
 
+def _cross_modal_term(cfg: RunConfig, method: SSLMethod, inputs: dict[str, torch.Tensor],
+                      indices: dict[str, np.ndarray], seed: int) -> Regularizer | None:
+    """FSSUAVL's auxiliary pair term, for clients holding both modalities."""
+    if cfg.ssl.cross_modal_weight <= 0 or not {"image", "audio"} <= set(inputs):
+        return None
+    splits = data_splits(cfg)
+    pairs = label_pairs(splits["image"][0].labels[indices["image"]],
+                        splits["audio"][0].labels[indices["audio"]],
+                        np.random.default_rng(seed))
+    return cross_modal_regularizer(method, inputs["image"], inputs["audio"], pairs,
+                                   weight=cfg.ssl.cross_modal_weight,
+                                   batch_size=cfg.train.batch_size, seed=seed)
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     started = time.perf_counter()
@@ -95,7 +117,10 @@ def train(msg: Message, context: Context) -> Message:
     seed = derive_seed(cfg.seed, server_round, pid)
     torch.manual_seed(seed)  # kornia draws augmentation parameters from the global RNG
     generator = torch.Generator().manual_seed(seed)
-    regularizer = proximal_regularizer(method, global_state, config)
+    regularizer = combine_regularizers(
+        proximal_regularizer(method, global_state, config),
+        _cross_modal_term(cfg, method, inputs, client_data(cfg, pid, num), seed),
+    )
     result = train_ssl(method, inputs, {m: cached.augment[m] for m in inputs}, cfg.train,
                        generator=generator, device=cfg.device, regularizer=regularizer)
 

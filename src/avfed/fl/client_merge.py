@@ -15,6 +15,7 @@ from flwr.app import ConfigRecord
 
 from avfed.ssl.base import SSLMethod
 
+Regularizer = Callable[[], torch.Tensor]
 CLIENT_UPDATE_KEY = "client-update"
 PROXIMAL_MU_KEY = "proximal-mu"  # Flower's FedProx sends this
 
@@ -57,3 +58,13 @@ def proximal_regularizer(
         return 0.5 * mu * sum(((w - g) ** 2).sum() for w, g in pairs)  # type: ignore[return-value]
 
     return term
+
+
+def combine_regularizers(*terms: Regularizer | None) -> Regularizer | None:
+    """Sum the terms that are present; ``None`` when there are none."""
+    active = [t for t in terms if t is not None]
+    if not active:
+        return None
+    if len(active) == 1:
+        return active[0]
+    return lambda: sum(t() for t in active)  # type: ignore[return-value]

@@ -52,21 +52,31 @@ def _run(args: argparse.Namespace) -> int:
         f"{cfg.fl.strategy} · {parallel_clients(cfg)} clients in parallel · seed {cfg.seed}"
     )
     console.print(f"run folder: {run.path}")
-    summary = run_federated(cfg, run, verbose=args.verbose)
+    if args.central:
+        from avfed.central import run_central
+
+        summary = run_central(cfg, run)
+    else:
+        summary = run_federated(cfg, run, verbose=args.verbose)
     print_summary(summary)
     return 0
+
+
+SCORE_LABELS = {"knn_acc": "kNN top-1 (k=20)", "probe_acc": "linear probe"}
 
 
 def print_summary(summary: dict) -> None:
     table = Table(title=f"{summary['recipe']} · seed {summary['seed']} · "
                         f"{summary['rounds']} rounds · {summary['wall_s']:.0f} s")
+    trained = "centralised SSL" if summary.get("mode") == "centralised" else "federated SSL"
+    rows = [("random init", summary.get("random_init") or {}),
+            (trained, summary.get("final") or {})]
+    keys = list(rows[1][1] or rows[0][1])
     table.add_column("frozen backbone")
-    table.add_column("kNN top-1 (k=20)", justify="right")
-    table.add_column("linear probe", justify="right")
-    for label, key in (("random init", "random_init"), ("federated SSL", "final")):
-        scores = summary.get(key) or {}
-        table.add_row(label, f"{scores.get('knn_acc', float('nan')):.3f}",
-                      f"{scores.get('probe_acc', float('nan')):.3f}")
+    for key in keys:
+        table.add_column(SCORE_LABELS.get(key, key), justify="right")
+    for label, scores in rows:
+        table.add_row(label, *[f"{scores.get(k, float('nan')):.3f}" for k in keys])
     console.print(table)
     if summary.get("skipped_files"):
         console.print(f"[yellow]{len(summary['skipped_files'])} unreadable files skipped[/yellow]")
@@ -86,7 +96,9 @@ def _listing(title: str, entries: dict[str, str]) -> None:
 
 def _recipes(_: argparse.Namespace) -> int:
     configs = {name: load_config(name) for name in builtin_recipes()}
-    _listing("recipes", {name: f"{cfg.ssl.method} on {cfg.data.source}"
+    _listing("recipes", {name: f"{cfg.ssl.method} on "
+                         f"{' + '.join(filter(None, [cfg.data.source, cfg.data.audio_source]))}"
+                         f" · {cfg.fl.strategy}"
                          for name, cfg in configs.items()})
     return 0
 
@@ -95,6 +107,13 @@ def _models(_: argparse.Namespace) -> int:
     from avfed.models import list_models
 
     _listing("models", list_models())
+    return 0
+
+
+def _methods(_: argparse.Namespace) -> int:
+    from avfed.ssl import list_methods
+
+    _listing("SSL methods", list_methods())
     return 0
 
 
@@ -136,6 +155,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("overrides", nargs="*", help="recipe=NAME and dotted key=value overrides")
     run.add_argument("--run-dir", default=None, help="write results here (default: runs/…)")
     run.add_argument("--verbose", action="store_true", help="show Flower's own logs")
+    run.add_argument("--central", action="store_true",
+                     help="train on the pooled data without federation (the reference run)")
     run.set_defaults(func=_run)
     show = sub.add_parser("config", help="print a resolved recipe")
     show.add_argument("overrides", nargs="*")
@@ -147,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.set_defaults(func=_data)
     sub.add_parser("recipes", help="list built-in recipes").set_defaults(func=_recipes)
     sub.add_parser("models", help="list registered models").set_defaults(func=_models)
+    sub.add_parser("methods", help="list SSL methods").set_defaults(func=_methods)
     sub.add_parser("strategies", help="list aggregation strategies").set_defaults(func=_strategies)
     return parser
 

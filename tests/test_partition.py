@@ -90,3 +90,19 @@ def test_thousand_clients_over_fifty_thousand_examples_under_a_second(kind, para
 def test_bad_arguments_are_named(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_by_group_keeps_each_group_on_one_client_and_balances_sizes():
+    from avfed.data.partition import by_group
+
+    groups = np.repeat(np.arange(12), [5, 5, 5, 5, 4, 4, 4, 4, 3, 3, 3, 3])
+    parts = by_group(groups, 4, seed=1)
+    assert sorted(np.concatenate(parts).tolist()) == list(range(len(groups)))
+    owners = [{int(g) for g in groups[p]} for p in parts]
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert not owners[a] & owners[b]  # no speaker on two clients
+    sizes = [len(p) for p in parts]
+    assert max(sizes) - min(sizes) <= 5
+    with pytest.raises(ValueError, match="one group per client"):
+        by_group(np.array([0, 0, 1]), 3)

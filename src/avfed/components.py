@@ -23,7 +23,7 @@ from torch import nn
 from avfed import models, ssl
 from avfed.config import DataConfig, RunConfig
 from avfed.data import partition
-from avfed.data.catalog import ImageSplit, load_split, source_modality
+from avfed.data.catalog import MODALITIES, ImageSplit, load_split, source_modality
 from avfed.data.transforms import image_view_augmentation
 from avfed.ssl.base import SSLMethod
 
@@ -84,11 +84,20 @@ def client_data(cfg: RunConfig, partition_id: int, num_partitions: int) -> dict[
         splits = data_splits(cfg)
         holders = client_modalities(cfg, num_partitions)
         per_client: list[dict[str, np.ndarray]] = [{} for _ in range(num_partitions)]
-        for offset, (modality, (train, _)) in enumerate(splits.items()):
+        for modality, (train, _) in splits.items():
             clients = [c for c in range(num_partitions) if modality in holders[c]]
             if not clients:
                 continue
-            parts = partition_labels(cfg.data, train.labels, len(clients), cfg.seed + offset)
+            # seeded by modality, not position: an audio-only run splits its audio exactly
+            # as the audio half of an audio-visual run with the same audio clients does
+            seed = cfg.seed + MODALITIES.index(modality)
+            ids = train.labels
+            if cfg.data.partitioner == "by_group":
+                if train.groups is None:
+                    raise ValueError(f"data.partitioner=by_group needs grouped data (speakers); "
+                                     f"the {modality} source has no groups")
+                ids = train.groups
+            parts = partition_labels(cfg.data, ids, len(clients), seed)
             for client, part in zip(clients, parts, strict=True):
                 per_client[client][modality] = part
         _partitions[key] = per_client

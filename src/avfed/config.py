@@ -53,7 +53,7 @@ class DataConfig:
     num_speakers: int = 40  # spoken_digits: synthetic speakers (2 utterances per digit each)
     test_fraction: float = 0.2
     test_fold: int = 5  # esc50: the official fold held out for evaluation
-    partitioner: str = "dirichlet"  # iid | dirichlet | shards | quantity
+    partitioner: str = "dirichlet"  # iid | dirichlet | shards | quantity | by_group (speakers)
     alpha: float = 0.5  # Dirichlet concentration (dirichlet, quantity)
     classes_per_client: int = 2  # shards
 

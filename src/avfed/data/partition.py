@@ -138,7 +138,31 @@ def quantity_skew(
     return _group(owner, num_clients)
 
 
+def by_group(groups: np.ndarray, num_clients: int, seed: int = 0) -> Parts:
+    """Whole groups per client (e.g. speakers): the natural non-IID split of speech.
+
+    Groups are shuffled and dealt to clients so that client sizes stay as even as the
+    group sizes allow (each next group goes to the currently smallest client).
+    """
+    groups = _as_labels(groups)
+    unique, counts = np.unique(groups, return_counts=True)
+    if len(unique) < num_clients:
+        raise ValueError(f"by_group needs at least one group per client: {len(unique)} "
+                         f"groups for {num_clients} clients")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(unique))
+    sizes = np.zeros(num_clients, dtype=np.int64)
+    client_of_group = np.empty(len(unique), dtype=np.int64)
+    for g in order:
+        client = int(np.argmin(sizes))
+        client_of_group[g] = client
+        sizes[client] += counts[g]
+    owner = client_of_group[np.searchsorted(unique, groups)]
+    return _group(owner, num_clients)
+
+
 PARTITIONERS: dict[str, Callable[..., Parts]] = {
+    "by_group": lambda groups, n, seed: by_group(groups, n, seed),
     "iid": lambda labels, n, seed: iid(len(labels), n, seed),
     "dirichlet": lambda labels, n, seed, alpha: dirichlet(labels, n, alpha, seed),
     "shards": lambda labels, n, seed, classes_per_client: shards(labels, n, classes_per_client,

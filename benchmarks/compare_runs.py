@@ -1,0 +1,116 @@
+"""Run several recipe variants over seeds and tabulate their final scores (mean ± std).
+
+Shared by the comparison benchmarks (aggregation rules, FASSL, FSSUAVL): each variant
+is one ``avfed run`` in its own process (a fresh simulation engine each time), its
+``summary.json`` read back, and the final scores gathered per variant.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+console = Console(highlight=False)
+
+
+@dataclass
+class Variant:
+    label: str
+    overrides: list[str]
+    central: bool = False
+
+
+@dataclass
+class Outcome:
+    label: str
+    finals: list[dict[str, float]] = field(default_factory=list)
+    initials: list[dict[str, float]] = field(default_factory=list)
+    wall_s: list[float] = field(default_factory=list)
+
+    def mean_std(self, key: str) -> tuple[float, float]:
+        values = [f[key] for f in self.finals if key in f]
+        if not values:
+            return float("nan"), float("nan")
+        return statistics.fmean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
+
+
+def run_variant(recipe: str, variant: Variant, seed: int, extra: list[str]) -> dict:
+    """One ``avfed run`` in a subprocess; returns its summary."""
+    with tempfile.TemporaryDirectory() as tmp:
+        run_dir = Path(tmp) / "run"
+        cmd = [sys.executable, "-m", "avfed.cli", "run", f"recipe={recipe}", f"seed={seed}",
+               *variant.overrides, *extra, "--run-dir", str(run_dir)]
+        if variant.central:
+            cmd.append("--central")
+        started = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{variant.label} (seed {seed}) failed:\n{done.stdout[-3000:]}"
+                               f"\n{done.stderr[-3000:]}")
+        summary = json.loads((run_dir / "summary.json").read_text())
+        summary["bench_wall_s"] = time.perf_counter() - started
+        return summary
+
+
+def compare(recipe: str, variants: list[Variant], seeds: list[int],
+            extra: list[str]) -> list[Outcome]:
+    outcomes = []
+    for variant in variants:
+        outcome = Outcome(variant.label)
+        for seed in seeds:
+            summary = run_variant(recipe, variant, seed, extra)
+            outcome.finals.append(summary["final"])
+            outcome.initials.append(summary["random_init"])
+            outcome.wall_s.append(summary["bench_wall_s"])
+            scores = " · ".join(f"{k} {v:.3f}" for k, v in summary["final"].items())
+            console.print(f"{variant.label:<28} seed {seed}: {scores} "
+                          f"({summary['bench_wall_s']:.0f} s)")
+        outcomes.append(outcome)
+    return outcomes
+
+
+def score_rows(outcomes: list[Outcome], keys: list[str]) -> list[list[object]]:
+    rows: list[list[object]] = []
+    for outcome in outcomes:
+        cells: list[object] = [outcome.label]
+        for key in keys:
+            mean, std = outcome.mean_std(key)
+            cells.append(f"{mean:.3f} ± {std:.3f}")
+        cells.append(f"{statistics.fmean(outcome.wall_s):.0f}")
+        rows.append(cells)
+    return rows
+
+
+def save_bar_plot(path: Path, outcomes: list[Outcome], keys: list[str], title: str) -> bool:
+    """Grouped bars with std error bars; ``False`` when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        stats = [o.mean_std(key) for o in outcomes]
+        ax.bar(range(len(outcomes)), [m for m, _ in stats], yerr=[s for _, s in stats],
+               capsize=4, color="#4C72B0")
+        ax.set_xticks(range(len(outcomes)), [o.label for o in outcomes], rotation=30,
+                      ha="right", fontsize=8)
+        lows = [m - s for m, s in stats]
+        ax.set_ylim(max(0.0, min(lows) - 0.05), 1.0)
+        ax.set_title(key)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

@@ -264,13 +264,24 @@ def validate(config: RunConfig) -> None:
             value = getattr(value, part)
         if not check(value):
             raise ConfigError(f"invalid recipe field '{dotted}': {expectation}, got {value!r}")
-    if config.data.source.endswith("_folder") and not config.data.root:
+    if _reads_folder(config.data.source) and not config.data.root:
         raise ConfigError(
             f"invalid recipe field 'data.root': data.source={config.data.source} reads your "
             "files from a folder; set data.root=/path/to/folder"
         )
+    if config.data.audio_source and _reads_folder(config.data.audio_source) and (
+            not config.data.audio_root):
+        raise ConfigError(
+            f"invalid recipe field 'data.audio_root': data.audio_source="
+            f"{config.data.audio_source} reads your files from a folder; set "
+            "data.audio_root=/path/to/folder"
+        )
     _import_plugins(config.plugins)
     _check_names(config)
+
+
+def _reads_folder(source: str) -> bool:
+    return source.endswith("_folder") or source in ("esc50", "speech_commands")
 
 
 def _import_plugins(modules: list[str]) -> None:

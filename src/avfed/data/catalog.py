@@ -78,6 +78,28 @@ def _audio_folder(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
     return log_mel_split(train, test, cfg.audio)
 
 
+@register_source("esc50", "audio",
+                 "ESC-50 at root (audio/*.wav + meta/esc50.csv); data.test_fold held out")
+def _esc50(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
+    from avfed.audio.features import log_mel_split
+    from avfed.data.sources.esc50 import load_esc50
+
+    train, test = load_esc50(_require_root("esc50", root, "data.root"),
+                             test_fold=cfg.test_fold, sample_rate=cfg.audio.sample_rate)
+    return log_mel_split(train, test, cfg.audio)
+
+
+@register_source("speech_commands", "audio",
+                 "Speech Commands v2 at root (<word>/*.wav + testing_list.txt); official test")
+def _speech_commands(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
+    from avfed.audio.features import log_mel_split
+    from avfed.data.sources.speech_commands import load_speech_commands
+
+    splits = load_speech_commands(_require_root("speech_commands", root, "data.root"),
+                                  sample_rate=cfg.audio.sample_rate)
+    return log_mel_split(splits.train, splits.test, cfg.audio)
+
+
 S = TypeVar("S", ImageSet, AudioSet)
 
 

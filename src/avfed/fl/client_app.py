@@ -20,6 +20,7 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
+from avfed.audio.augment import reset_mixup_memories
 from avfed.components import build_augmentations, build_method, client_data, data_splits
 from avfed.config import RunConfig, fingerprint
 from avfed.fl.client_merge import (
@@ -114,6 +115,9 @@ def train(msg: Message, context: Context) -> Message:
                           first_round=local is None)
     method.load_shared_state(merged)
 
+    for augment in cached.augment.values():
+        # mixup memories hold past inputs: never let one client's audio reach another's
+        reset_mixup_memories(augment)
     seed = derive_seed(cfg.seed, server_round, pid)
     torch.manual_seed(seed)  # kornia draws augmentation parameters from the global RNG
     generator = torch.Generator().manual_seed(seed)

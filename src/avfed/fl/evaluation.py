@@ -33,9 +33,10 @@ def evaluate_backbone(
                                            test.labels, cfg.eval.probe_max_iter),
     }
     if cfg.eval.retrieval:
-        from avfed.eval.retrieval import retrieval_scores
+        from avfed.eval.retrieval import retrieval_metrics
 
-        scores.update(retrieval_scores(test_feats, test.labels, train_feats, train.labels))
+        scores.update(retrieval_metrics(test_feats, test.labels, train_feats,
+                                        train.labels).as_dict())
     return scores
 
 

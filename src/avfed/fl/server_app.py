@@ -82,7 +82,7 @@ class RoundReporter:
 
 def format_scores(scores: dict[str, float]) -> str:
     """``kNN 0.917 · probe 0.981`` (per modality when the run has several)."""
-    names = {"knn_acc": "kNN", "probe_acc": "probe", "recall@1": "R@1", "map": "mAP"}
+    names = {"knn_acc": "kNN", "probe_acc": "probe", "recall@1": "R@1", "mAP": "mAP"}
     parts = []
     for key, value in scores.items():
         for suffix, label in names.items():

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from avfed.eval import knn_accuracy, knn_predict, linear_probe_accuracy
@@ -29,3 +30,39 @@ def test_knn_and_probe_separate_clusters_but_not_noise():
     assert linear_probe_accuracy(train_f, train_y, test_f, test_y) > 0.9
     noise = torch.randn_like(train_f)
     assert knn_accuracy(noise, train_y, torch.randn_like(test_f), test_y) < 0.6
+
+
+def test_rankme_is_the_effective_rank_and_flags_collapse():
+    from avfed.eval.rankme import rankme, select_round
+
+    torch.manual_seed(0)
+    basis = torch.linalg.qr(torch.randn(16, 16))[0]
+    equal_spectrum = basis[:, :4] @ torch.diag(torch.full((4,), 3.0)) @ basis[:4, :]
+    assert abs(rankme(equal_spectrum) - 4.0) < 1e-3  # four equal singular values → rank 4
+    collapsed = torch.randn(32, 1) @ torch.randn(1, 8)
+    assert rankme(collapsed) < 1.01
+    assert rankme(torch.randn(64, 8)) > 6.0
+    history = {0: {"rankme": 99.0}, 5: {"image_rankme": 3.0, "audio_rankme": 5.0},
+               10: {"image_rankme": 4.5, "audio_rankme": 4.0}}
+    assert select_round(history) == 10  # round 0 (the initial model) is never chosen
+    with pytest.raises(ValueError, match="N, D"):
+        rankme(torch.randn(4))
+
+
+def test_supervised_upper_bound_learns_separable_classes():
+    from avfed import models
+    from avfed.data.types import ImageSet
+    from avfed.eval.supervised import supervised_accuracy
+
+    g = torch.Generator().manual_seed(0)
+    labels = np.arange(80) % 2
+    images = torch.rand(80, 1, 8, 8, generator=g) * 0.2
+    images[labels == 1, :, :4] += 0.8  # class 1: bright top half
+    data = ImageSet(images, labels, ["dark", "bright"])
+    train, test = data.subset(np.arange(60)), data.subset(np.arange(60, 80))
+    backbone = models.create("resnet10_cifar", in_chans=1, width=4)
+    acc = supervised_accuracy(backbone, train, test, torch.nn.Identity(), epochs=20,
+                              batch_size=20, lr=1e-2)
+    assert acc >= 0.9
+    with pytest.raises(ValueError, match="at least 2"):
+        supervised_accuracy(backbone, train.subset(np.arange(1)), test, torch.nn.Identity())

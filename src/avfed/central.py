@@ -16,6 +16,7 @@ import torch
 
 from avfed.components import build_augmentations, build_method, data_splits
 from avfed.config import RunConfig
+from avfed.eval.rankme import selection_summary
 from avfed.fl.evaluation import evaluate_all
 from avfed.fl.server_app import console, format_scores
 from avfed.runs import RunDir, save_checkpoint
@@ -62,6 +63,7 @@ def run_central(cfg: RunConfig, run: RunDir) -> dict[str, Any]:
         "wall_s": round(time.perf_counter() - started, 2),
         "random_init": evals.get(0, {}),
         "final": evals.get(cfg.fl.rounds, {}),
+        "label_free_selection": selection_summary(evals),
         "rejected_updates": 0,
         "skipped_files": [str(s.path) for train, _ in splits.values() for s in train.skipped],
         "run_dir": str(run.path),

@@ -78,6 +78,10 @@ def print_summary(summary: dict) -> None:
     for label, scores in rows:
         table.add_row(label, *[f"{scores.get(k, float('nan')):.3f}" for k in keys])
     console.print(table)
+    selection = summary.get("label_free_selection") or {}
+    if selection:
+        console.print(f"label-free checkpoint choice ({selection['criterion']}): round "
+                      f"{selection['round']} of the evaluated rounds")
     if summary.get("skipped_files"):
         console.print(f"[yellow]{len(summary['skipped_files'])} unreadable files skipped[/yellow]")
     if summary.get("rejected_updates"):

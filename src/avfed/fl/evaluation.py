@@ -1,4 +1,5 @@
-"""Central evaluation of the global model on the server: kNN, linear probe, retrieval.
+"""Central evaluation of the global model on the server: kNN, linear probe, retrieval,
+and the label-free RankMe score used to select a checkpoint without labels.
 
 Features come from the backbone alone (the projector is discarded, as in every SSL
 protocol). Round 0 evaluates the initial weights, which makes it the randomly
@@ -13,6 +14,7 @@ from avfed.config import RunConfig
 from avfed.data.catalog import ImageSplit
 from avfed.data.types import ImageSet
 from avfed.eval import extract_features, knn_accuracy, linear_probe_accuracy
+from avfed.eval.rankme import rankme
 from avfed.models.multimodal import use_modality
 from avfed.ssl.base import SSLMethod
 
@@ -31,6 +33,7 @@ def evaluate_backbone(
                                 cfg.eval.knn_k, cfg.eval.knn_temperature),
         "probe_acc": linear_probe_accuracy(train_feats, train.labels, test_feats,
                                            test.labels, cfg.eval.probe_max_iter),
+        "rankme": rankme(train_feats),  # label-free: used to select a checkpoint
     }
     if cfg.eval.retrieval:
         from avfed.eval.retrieval import retrieval_metrics

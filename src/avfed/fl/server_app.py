@@ -17,6 +17,7 @@ from rich.console import Console
 
 from avfed.components import build_method, data_splits
 from avfed.config import RunConfig, load_config
+from avfed.eval.rankme import selection_summary
 from avfed.fl import strategies
 from avfed.fl.evaluation import evaluate_all
 from avfed.fl.protocol import WEIGHT_KEY, config_record
@@ -82,7 +83,8 @@ class RoundReporter:
 
 def format_scores(scores: dict[str, float]) -> str:
     """``kNN 0.917 · probe 0.981`` (per modality when the run has several)."""
-    names = {"knn_acc": "kNN", "probe_acc": "probe", "recall@1": "R@1", "mAP": "mAP"}
+    names = {"knn_acc": "kNN", "probe_acc": "probe", "recall@1": "R@1", "mAP": "mAP",
+             "rankme": "RankMe"}
     parts = []
     for key, value in scores.items():
         for suffix, label in names.items():
@@ -127,6 +129,7 @@ def serve(grid: Grid, cfg: RunConfig, run: RunDir) -> dict[str, Any]:
         "wall_s": round(time.perf_counter() - started, 2),
         "random_init": first,
         "final": last,
+        "label_free_selection": selection_summary(reporter.evals),
         "rejected_updates": reporter.rejected,
         "skipped_files": [str(s.path) for train, _ in splits.values() for s in train.skipped],
         "run_dir": str(run.path),

@@ -32,13 +32,14 @@ def split_recipe(items: Sequence[str]) -> tuple[str, list[str]]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from avfed.components import data_splits
+    from avfed.components import build_method, data_splits
     from avfed.fl.simulation import parallel_clients, run_federated
     from avfed.runs import RunDir
 
     recipe, overrides = split_recipe(args.overrides)
     cfg = load_config(recipe, overrides)
     splits = data_splits(cfg)  # fail fast on bad data, before any engine starts
+    build_method(cfg)  # and on a bad model / method argument
     skipped = sum(len(train.skipped) for train, _ in splits.values())
     if skipped:
         console.print(f"[yellow]{skipped} unreadable files skipped[/yellow]")

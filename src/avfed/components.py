@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Callable
 from dataclasses import asdict
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from avfed import models, ssl
-from avfed.config import DataConfig, RunConfig
+from avfed.config import ConfigError, DataConfig, RunConfig
 from avfed.data import partition
 from avfed.data.catalog import MODALITIES, ImageSplit, load_split, source_modality
 from avfed.data.transforms import image_view_augmentation
 from avfed.ssl.base import SSLMethod
+
+T = TypeVar("T")
 
 # Per-process caches keyed by the data settings: a simulation actor hosting several
 # clients loads and partitions the corpus once.
@@ -130,7 +134,11 @@ def build_backbone(cfg: RunConfig, channels: dict[str, int]) -> nn.Module:
     """The recipe's backbone; multi-modal backbones get one stem per run modality."""
     factory = models.model_registry.get(cfg.model.name)
     kwargs = dict(cfg.model.args)
-    if "modalities" in inspect.signature(factory).parameters:
+    parameters = inspect.signature(factory).parameters
+    if "scales" in parameters and cfg.train.repopt_scales:
+        # a RepOpt target starts from the same scales its optimizer multiplies by
+        kwargs.setdefault("scales", cfg.train.repopt_scales)
+    if "modalities" in parameters:
         kwargs.setdefault("modalities", channels)
     elif len(channels) > 1:
         raise ValueError(
@@ -147,13 +155,21 @@ def build_method(cfg: RunConfig, channels: dict[str, int] | int | None = None) -
     elif isinstance(channels, int):
         channels = {run_modalities(cfg)[0]: channels}
     torch.manual_seed(cfg.seed)
-    return ssl.create(
-        cfg.ssl.method,
-        build_backbone(cfg, channels),
-        projection_dim=cfg.ssl.projection_dim,
-        hidden_dim=cfg.ssl.hidden_dim,
-        **cfg.ssl.args,
-    )
+    backbone = _configured("model.args", cfg.model.name, build_backbone, cfg, channels)
+    return _configured("ssl.args", cfg.ssl.method, ssl.create, cfg.ssl.method, backbone,
+                       projection_dim=cfg.ssl.projection_dim, hidden_dim=cfg.ssl.hidden_dim,
+                       **cfg.ssl.args)
+
+
+def _configured(field: str, name: str, factory: Callable[..., T], *args: Any,
+                **kwargs: Any) -> T:
+    """Call ``factory``; a wrong keyword becomes a :class:`ConfigError` naming ``field``."""
+    try:
+        return factory(*args, **kwargs)
+    except TypeError as err:
+        if "argument" not in str(err):
+            raise
+        raise ConfigError(f"invalid recipe field '{field}' for {name}: {err}") from None
 
 
 def build_augmentation(cfg: RunConfig, channels: int, modality: str = "image") -> nn.Module:

@@ -95,10 +95,13 @@ class SSLConfig:
 class TrainConfig:
     local_epochs: int = 1
     batch_size: int = 64
-    optimizer: str = "adam"  # adam | sgd
+    optimizer: str = "adam"  # adam | sgd | repopt (RepOpt-VGG / RepOpt-Ghost backbones)
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 1e-6
+    # RepOpt's constant scales (safetensors from `python -m avfed.optim.hypersearch`); the
+    # repopt_* backbones are initialised from the same file. None = the search's start values
+    repopt_scales: str | None = None
 
 
 @dataclass
@@ -184,12 +187,28 @@ def load_config(recipe: str = "simclr_digits", overrides: list[str] | None = Non
         from_file = OmegaConf.load(path)
         merged = OmegaConf.merge(schema, from_file)
         if overrides:
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(parse_overrides(overrides)))
+            changes = OmegaConf.from_dotlist(parse_overrides(overrides))
+            _reset_args_of_replaced_components(merged, changes)
+            merged = OmegaConf.merge(merged, changes)
     except OmegaConfBaseException as err:
         raise ConfigError(_describe(err, path)) from None
     config: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     validate(config)
     return config
+
+
+def _reset_args_of_replaced_components(base: DictConfig, changes: DictConfig) -> None:
+    """Drop the recipe's method / model / strategy arguments when an override swaps it.
+
+    ``ssl.args.temperature`` belongs to the recipe's SimCLR; after ``ssl.method=byol``
+    it would be an unknown argument. The new component starts from its own defaults,
+    plus any of its arguments given on the same command line.
+    """
+    for section, name_key, args_key in (("ssl", "method", "args"), ("model", "name", "args"),
+                                        ("fl", "strategy", "strategy_args")):
+        new = OmegaConf.select(changes, f"{section}.{name_key}")
+        if new is not None and new != OmegaConf.select(base, f"{section}.{name_key}"):
+            base[section][args_key] = {}
 
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
@@ -239,7 +258,8 @@ _CHECKS: list[tuple[str, Any, str]] = [
     ("train.local_epochs", lambda v: v >= 1, "must be >= 1"),
     ("train.batch_size", lambda v: v >= 2, "must be >= 2 (contrastive losses need pairs)"),
     ("train.lr", lambda v: v > 0, "must be > 0"),
-    ("train.optimizer", lambda v: v in ("adam", "sgd"), "must be 'adam' or 'sgd'"),
+    ("train.optimizer", lambda v: v in ("adam", "sgd", "repopt"),
+     "must be 'adam', 'sgd' or 'repopt'"),
     ("ssl.projection_dim", lambda v: v >= 1, "must be >= 1"),
     ("ssl.hidden_dim", lambda v: v >= 1, "must be >= 1"),
     ("ssl.cross_modal_weight", lambda v: v >= 0, "must be >= 0"),

@@ -29,6 +29,11 @@ class TrainResult:
 
 
 def make_optimizer(method: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "repopt":
+        from avfed.optim import build_repopt_optimizer
+
+        return build_repopt_optimizer(method, cfg.repopt_scales, lr=cfg.lr,
+                                      momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     params = [p for p in method.parameters() if p.requires_grad]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(

@@ -30,7 +30,10 @@ test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-dev
+	$(BIN)/pip install -e '.[bench]'
 	$(BIN)/python benchmarks/fl_overhead.py
+	$(BIN)/python benchmarks/backbones.py
+	$(BIN)/python benchmarks/aggregation.py
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks

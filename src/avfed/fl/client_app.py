@@ -30,7 +30,12 @@ from avfed.fl.client_merge import (
     needs_local_state,
     proximal_regularizer,
 )
-from avfed.fl.client_state import save_local_state, saved_local_state
+from avfed.fl.client_state import (
+    client_memory,
+    save_client_memory,
+    save_local_state,
+    saved_local_state,
+)
 from avfed.fl.protocol import WEIGHT_KEY, config_from_record
 from avfed.logging_utils import drop_expected_flower_notices
 from avfed.seeding import derive_seed
@@ -111,9 +116,11 @@ def train(msg: Message, context: Context) -> Message:
     local = saved_local_state(context)
     method.load_state_dict(local if local is not None else cached.initial)
     global_state = msg.content["arrays"].to_torch_state_dict()
+    memory = client_memory(context)
     merged = merge_global(method.shared_state(), global_state, config,
-                          first_round=local is None)
+                          first_round=local is None, memory=memory)
     method.load_shared_state(merged)
+    save_client_memory(context, memory)
 
     for augment in cached.augment.values():
         # mixup memories hold past inputs: never let one client's audio reach another's

@@ -12,9 +12,10 @@ SuperNode alike).
 from __future__ import annotations
 
 import torch
-from flwr.app import ArrayRecord, Context
+from flwr.app import ArrayRecord, ConfigRecord, Context
 
 LOCAL_MODEL_KEY = "avfed-local-model"
+MEMORY_KEY = "avfed-client-memory"
 
 
 def saved_local_state(context: Context) -> dict[str, torch.Tensor] | None:
@@ -28,3 +29,15 @@ def save_local_state(context: Context, state: dict[str, torch.Tensor]) -> None:
     context.state[LOCAL_MODEL_KEY] = ArrayRecord(
         {k: v.detach().cpu().clone() for k, v in state.items()}
     )
+
+
+def client_memory(context: Context) -> dict[str, float]:
+    """Scalars a client update rule keeps across rounds (e.g. FedEMA's λ)."""
+    if MEMORY_KEY not in context.state.config_records:
+        return {}
+    return {k: float(v) for k, v in context.state.config_records[MEMORY_KEY].items()}
+
+
+def save_client_memory(context: Context, memory: dict[str, float]) -> None:
+    if memory:
+        context.state[MEMORY_KEY] = ConfigRecord(dict(memory))

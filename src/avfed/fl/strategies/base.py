@@ -46,12 +46,20 @@ class ScreenedStrategyMixin:
         self.on_round = on_round
         self.rounds: dict[int, RoundRecord] = {}
         self._expected: dict[str, tuple[int, ...]] = {}
+        self.previous_global: ArrayRecord | None = None
+
+    def client_config(self, server_round: int) -> dict[str, Any]:
+        """Extra train-config entries for the clients (a client-side update rule, say)."""
+        return {}
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         self._expected = reference_shapes(arrays)
+        self.previous_global = arrays  # rules that compare with or mix in w_{r-1} read it
         self.rounds[server_round] = RoundRecord(server_round, time.perf_counter())
+        for key, value in self.client_config(server_round).items():
+            config[key] = value
         return super().configure_train(server_round, arrays, config, grid)  # type: ignore[misc]
 
     def aggregate_train(

@@ -161,3 +161,13 @@ def test_fedu_and_fedema_send_their_client_rules():
     assert cfg["client-update"] == "fedema" and cfg["fedema-tau"] == 0.5
     with pytest.raises(ValueError, match="tau"):
         strategies.create("fedema", tau=0.0)
+
+
+def test_rules_keep_scalar_tensors_scalar():
+    scalar = {"n": np.array(3, np.int64), "w": np.ones(2, np.float32)}
+    s = strategies.create("ldawa", min_available_nodes=1, min_train_nodes=1, warmup_rounds=0)
+    record = ArrayRecord({k: Array(v) for k, v in scalar.items()})
+    s._expected = reference_shapes(record)
+    s.previous_global = record
+    out = _run(s, 1, clients=[scalar, scalar], counts=[1.0, 1.0], losses=[1.0, 1.0])
+    assert out["n"].shape == () and out["w"].shape == (2,)

@@ -63,3 +63,18 @@ def test_same_seed_gives_identical_global_model(tmp_path, capsys):
     second = load_checkpoint(tmp_path / "api" / "final.safetensors")
     assert all(torch.equal(first[k], second[k]) for k in first)
     assert cli_summary["final"] == api_summary["final"]
+
+
+def test_client_side_rule_and_private_target_persist_across_rounds(tmp_path):
+    """FedEMA with BYOL: clients keep their EMA target and λ between rounds."""
+    cfg = load_config("fedema_digits", [*TINY, "fl.eval_every=2"])
+    run = RunDir.create(cfg, tmp_path / "run")
+    summary = run_federated(cfg, run)
+    assert summary["rejected_updates"] == 0
+    clients = [json.loads(line) for line in (run.path / "clients.jsonl").read_text().splitlines()]
+    # round 1 replaces (no previous model yet); round 2 merges and measures the divergence
+    assert all("divergence" not in c for c in clients if c["round"] == 1)
+    assert all(c["divergence"] > 0 for c in clients if c["round"] == 2)
+    final = load_checkpoint(run.path / "final.safetensors")
+    assert any(k.startswith("target") for k in final)  # checkpoints keep the local part too
+    assert all(torch.isfinite(v).all() for v in final.values() if v.is_floating_point())

@@ -146,6 +146,7 @@ def train(msg: Message, context: Context) -> Message:
             "partition-id": pid,
             "train-time": result.seconds,
             "handler-time": time.perf_counter() - started,
+            **({"divergence": memory["divergence"]} if "divergence" in memory else {}),
         }
     )
     return Message(RecordDict({"arrays": ArrayRecord(shared), "metrics": metrics}), reply_to=msg)

@@ -80,8 +80,11 @@ def merge_global(local_shared: State, global_state: State, config: Mapping[str, 
                  first_round: bool, memory: dict[str, float] | None = None) -> State:
     """The shared weights this client starts its round from.
 
-    ``memory`` is the client's persistent scalar store (FedEMA keeps its λ there).
+    ``memory`` is the client's persistent scalar store: FedEMA keeps its λ there, and
+    the divergence-aware rules record the divergence they measured (``divergence``,
+    reported with the client's metrics so thresholds can be tuned to the model).
     """
+    store = memory if memory is not None else {}
     rule = _rule(config)
     if rule == "replace" or first_round:
         return global_state
@@ -90,10 +93,9 @@ def merge_global(local_shared: State, global_state: State, config: Mapping[str, 
         return partial_update(local_shared, global_state, prefixes)
     keys = list(global_state)
     if rule == "fedema":
-        dist = divergence(local_shared, global_state, keys)
+        dist = store["divergence"] = divergence(local_shared, global_state, keys)
         lam = float(config.get(FEDEMA_LAMBDA_KEY, 0.0))
         if lam <= 0:  # auto-scale once per client: μ = τ at its first merge
-            store = memory if memory is not None else {}
             if "fedema-lambda" not in store:
                 tau = float(config.get(FEDEMA_TAU_KEY, 0.7))
                 store["fedema-lambda"] = tau / dist if dist > 0 else 0.0
@@ -101,8 +103,8 @@ def merge_global(local_shared: State, global_state: State, config: Mapping[str, 
         return ema_merge(local_shared, global_state, fedema_mu(dist, lam))
     predictor = str(config.get(PREDICTOR_PREFIX_KEY, "predictor."))
     online = [k for k in keys if not k.startswith(predictor)]
-    keep_predictor = divergence(local_shared, global_state, online) >= float(
-        config[FEDU_THRESHOLD_KEY])
+    store["divergence"] = divergence(local_shared, global_state, online)
+    keep_predictor = store["divergence"] >= float(config[FEDU_THRESHOLD_KEY])
     return {k: (local_shared[k] if keep_predictor and k.startswith(predictor)
                 else global_state[k]) for k in keys}
 

@@ -85,7 +85,7 @@ class ScreenedStrategyMixin:
 
 
 # Per-client bookkeeping: recorded per client, meaningless once averaged over clients.
-_NOT_AVERAGED = ("partition-id", "handler-time")
+_NOT_AVERAGED = ("partition-id", "handler-time", "divergence")
 
 
 def _average_client_metrics(records: list[RecordDict], weight_key: str) -> MetricRecord:

@@ -26,6 +26,12 @@ def reply_metric(msg: Message, key: str) -> float:
     return float(next(iter(msg.content.metric_records.values()))[key])
 
 
+def _contiguous(array: np.ndarray) -> np.ndarray:
+    """C-contiguous without promoting 0-d tensors to 1-d (np.ascontiguousarray would)."""
+    array = np.asarray(array)
+    return array if array.flags.c_contiguous else array.copy()
+
+
 class _RuleFedAvg(FedAvg):
     """FedAvg with ``aggregate_train`` delegating the arrays to :meth:`combine`."""
 
@@ -47,7 +53,7 @@ class _RuleFedAvg(FedAvg):
         if self.previous_global is not None:
             previous = {k: a.numpy() for k, a in self.previous_global.items()}
         combined = self.combine(server_round, states, counts, losses, previous)
-        arrays = ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in combined.items()})
+        arrays = ArrayRecord({k: Array(_contiguous(v)) for k, v in combined.items()})
         metrics = self.train_metrics_aggr_fn([m.content for m in accepted],
                                              self.weighted_by_key)
         return arrays, metrics

@@ -17,8 +17,9 @@ from common import append_section, markdown_table
 from compare_runs import Variant, compare, console, save_bar_plot, score_rows
 
 STRATEGIES = {
-    "FedAvg": ("simclr_digits", []),
-    "L-DAWA": ("ldawa_digits", []),
+    "FedAvg (SimCLR)": ("simclr_digits", []),
+    "L-DAWA (SimCLR)": ("ldawa_digits", []),
+    "FedAvg (BYOL)": ("byol_digits", []),
     "FedU (BYOL)": ("fedu_digits", []),
 }
 KEYS = ["knn_acc", "probe_acc"]

@@ -1,0 +1,61 @@
+"""AudioInceptionNeXt / AudioRepInceptionNeXt: shapes, training, exact re-parameterization."""
+
+import copy
+
+import pytest
+import torch
+
+from avfed import models
+from avfed.models.audio_inceptionnext import MultiKernelDW
+from avfed.models.reparam import randomize_bn_stats, remaining_branches, reparameterize_model
+
+
+@pytest.mark.parametrize("name", ["audio_inceptionnext_tiny", "audio_rep_inceptionnext_tiny"])
+def test_tiny_models_train_on_small_log_mels(name):
+    net = models.create(name, width=8)
+    x = torch.randn(3, 1, 64, 48)
+    out = net(x)
+    assert out.shape == (3, net.num_features) and net.num_features == 64
+    out.square().mean().backward()
+    assert all(p.grad is not None for p in net.parameters())
+
+
+def test_multi_branch_folds_into_one_kernel_exactly():
+    torch.manual_seed(0)
+    block = MultiKernelDW(6, (21, 11, 3), "time")
+    randomize_bn_stats(block, torch.Generator().manual_seed(1))
+    block.eval()
+    x = torch.randn(2, 6, 5, 40)
+    before = block(x)
+    block.reparameterize()
+    assert block.fused is not None and block.fused.kernel_size == (1, 21)
+    assert torch.allclose(block(x), before, atol=1e-5)
+
+
+def test_rep_model_deploy_form_equals_train_form():
+    torch.manual_seed(0)
+    train = models.create("audio_rep_inceptionnext_tiny", width=8)
+    randomize_bn_stats(train, torch.Generator().manual_seed(2))
+    train.eval()
+    deploy = reparameterize_model(copy.deepcopy(train))
+    x = torch.randn(2, 1, 64, 96)
+    reference = train(x)
+    assert remaining_branches(train) and not remaining_branches(deploy)
+    scale = reference.abs().max()
+    assert (deploy(x) - reference).abs().max() <= 1e-5 * scale
+    assert sum(p.numel() for p in deploy.parameters()) < sum(p.numel() for p in train.parameters())
+
+
+def test_base_variants_have_the_published_layout():
+    net = models.create("audio_rep_inceptionnext")
+    assert [len(s) for s in net.stages] == [3, 4, 6, 3] and net.num_features == 512
+    assert net.stem[0].kernel_size == (7, 5) and net.stem[0].stride == (2, 2)
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="depths and widths"):
+        models.create("audio_inceptionnext_tiny", depths=(1, 1))
+    with pytest.raises(ValueError, match="odd"):
+        MultiKernelDW(4, (4, 3), "freq")
+    with pytest.raises(ValueError, match="log-mel batch"):
+        models.create("audio_inceptionnext_tiny")(torch.randn(1, 64, 48))

@@ -153,6 +153,55 @@ def _data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_value(text: str) -> object:
+    """``3`` → 3, ``0.5`` → 0.5, ``true`` → True, ``[1,1]`` → [1, 1]; anything else stays text."""
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def _export(args: argparse.Namespace) -> int:
+    import torch
+
+    from avfed import models
+    from avfed.export import export_onnx, onnx_max_abs_diff
+    from avfed.models.reparam import randomize_bn_stats
+
+    kwargs = {}
+    for item in args.arg:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"bad --arg '{item}': expected key=value, e.g. width=16")
+        kwargs[key] = _parse_value(value)
+    try:
+        shape = tuple(int(v) for v in args.input_shape.split(","))
+    except ValueError:
+        raise ValueError(f"bad --input-shape '{args.input_shape}': expected C,H,W "
+                         "(or C,T,H,W for video), e.g. 1,64,96") from None
+    model = models.create(args.model, in_chans=shape[0], **kwargs)
+    if args.checkpoint:
+        from avfed.runs import load_checkpoint
+
+        state = load_checkpoint(args.checkpoint)
+        prefix = "backbone."
+        if any(k.startswith(prefix) for k in state):  # an SSL checkpoint: keep the backbone
+            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        model.load_state_dict(state)
+    elif args.check:
+        randomize_bn_stats(model)  # a fresh BN would hide a wrong fold
+    example = torch.randn(2, *shape)
+    path = export_onnx(model, example, args.output, deploy=args.deploy)
+    form = "deploy" if args.deploy else "train"
+    console.print(f"wrote {path} ({args.model}, {form} form, input [batch, {args.input_shape}])")
+    if args.check:
+        diff = onnx_max_abs_diff(model, path, example, deploy=args.deploy)
+        console.print(f"onnxruntime vs torch: max |Δ| = {diff:.2e}")
+        if diff > 1e-4:
+            console.print("[red]the exported model does not match torch within 1e-4[/red]")
+            return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avfed", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -171,6 +220,19 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--num-speakers", type=int, default=40)
     data.add_argument("--seed", type=int, default=0)
     data.set_defaults(func=_data)
+    export = sub.add_parser("export", help="export a registered model to ONNX")
+    export.add_argument("model", help="registry name (avfed models)")
+    export.add_argument("output", help="path of the .onnx file to write")
+    export.add_argument("--deploy", action="store_true",
+                        help="re-parameterize first (fold multi-branch blocks)")
+    export.add_argument("--input-shape", default="3,32,32", help="C,H,W without the batch")
+    export.add_argument("--arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="model argument, e.g. --arg width=16 (repeatable)")
+    export.add_argument("--checkpoint", default=None,
+                        help="safetensors of the model or of an SSL run (its backbone)")
+    export.add_argument("--no-check", dest="check", action="store_false",
+                        help="skip the onnxruntime comparison")
+    export.set_defaults(func=_export)
     sub.add_parser("recipes", help="list built-in recipes").set_defaults(func=_recipes)
     sub.add_parser("models", help="list registered models").set_defaults(func=_models)
     sub.add_parser("methods", help="list SSL methods").set_defaults(func=_methods)
@@ -182,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, KeyError, ValueError) as err:
+    except (ConfigError, FileNotFoundError, ImportError, KeyError, ValueError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         console.print(f"[red]error:[/red] {message}")
         return 2

@@ -78,3 +78,22 @@ def test_client_side_rule_and_private_target_persist_across_rounds(tmp_path):
     final = load_checkpoint(run.path / "final.safetensors")
     assert any(k.startswith("target") for k in final)  # checkpoints keep the local part too
     assert all(torch.isfinite(v).all() for v in final.values() if v.is_floating_point())
+
+
+UNPAIRED = ["fl.rounds=2", "fl.num_clients=2", "fl.sim_cpus=2", "data.num_speakers=12",
+            "data.image_size=16", "data.partitioner=iid", "model.args.width=8",
+            "ssl.hidden_dim=64", "ssl.projection_dim=32", "train.local_epochs=5",
+            "eval.probe_max_iter=200", "fl.eval_every=2"]
+
+
+def test_unpaired_image_only_and_audio_only_clients_train_one_model(tmp_path):
+    """FSSUAVL: client 0 holds only images, client 1 only speech; both modalities gain."""
+    from avfed.components import client_data
+
+    cfg = load_config("fssuavl_digits", UNPAIRED)
+    assert [set(client_data(cfg, p, 2)) for p in range(2)] == [{"image"}, {"audio"}]
+    summary = run_federated(cfg, RunDir.create(cfg, tmp_path / "run"))
+    assert summary["rejected_updates"] == 0
+    for modality in ("image", "audio"):
+        key = f"{modality}_knn_acc"
+        assert summary["final"][key] > summary["random_init"][key], (modality, summary)

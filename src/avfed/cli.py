@@ -70,14 +70,13 @@ def print_summary(summary: dict) -> None:
     table = Table(title=f"{summary['recipe']} · seed {summary['seed']} · "
                         f"{summary['rounds']} rounds · {summary['wall_s']:.0f} s")
     trained = "centralised SSL" if summary.get("mode") == "centralised" else "federated SSL"
-    rows = [("random init", summary.get("random_init") or {}),
-            (trained, summary.get("final") or {})]
-    keys = list(rows[1][1] or rows[0][1])
+    initial, final = summary.get("random_init") or {}, summary.get("final") or {}
     table.add_column("frozen backbone")
-    for key in keys:
-        table.add_column(SCORE_LABELS.get(key, key), justify="right")
-    for label, scores in rows:
-        table.add_row(label, *[f"{scores.get(k, float('nan')):.3f}" for k in keys])
+    table.add_column("random init", justify="right")
+    table.add_column(trained, justify="right")
+    for key in final or initial:
+        table.add_row(SCORE_LABELS.get(key, key), f"{initial.get(key, float('nan')):.3f}",
+                      f"{final.get(key, float('nan')):.3f}")
     console.print(table)
     selection = summary.get("label_free_selection") or {}
     if selection:

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from avfed.data.sources.esc50 import fit_length, load_esc50, read_esc50
+from avfed.data.sources.audio_io import fit_length
+from avfed.data.sources.esc50 import load_esc50, read_esc50
 from avfed.data.sources.speech_commands import load_speech_commands, speaker_of
 
 ESC_HEADER = "filename,fold,target,category,esc10,src_file,take\n"

@@ -12,7 +12,7 @@ from scipy.linalg import hadamard
 
 from avfed import models, ssl
 from avfed.config import TrainConfig
-from avfed.ssl.byol import BYOL, cosine_momentum
+from avfed.ssl.byol import BYOL
 from avfed.ssl.losses import (
     barlow_twins_loss,
     cross_correlation,
@@ -21,6 +21,7 @@ from avfed.ssl.losses import (
     normalized_mse,
 )
 from avfed.ssl.moco import MoCoV2
+from avfed.ssl.momentum import cosine_momentum
 from avfed.ssl.simsiam import SimSiam
 from avfed.training import train_ssl
 

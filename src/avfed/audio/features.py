@@ -9,31 +9,13 @@ BYOL-A does), so the test split never leaks into the statistics.
 
 from __future__ import annotations
 
-from math import gcd
-
 import numpy as np
 import torch
-from scipy.signal import resample_poly
 
 from avfed.audio.melspec import LogMel
 from avfed.config import AudioFeatureConfig
+from avfed.data.sources.audio_io import fit_length, resample
 from avfed.data.types import AudioSet, ImageSet
-
-
-def fixed_length(wave: np.ndarray, length: int) -> np.ndarray:
-    """Centre-crop or centre-pad (with zeros) ``wave`` to exactly ``length`` samples."""
-    if len(wave) >= length:
-        start = (len(wave) - length) // 2
-        return wave[start : start + length]
-    pad = length - len(wave)
-    return np.pad(wave, (pad // 2, pad - pad // 2))
-
-
-def resample(wave: np.ndarray, rate: int, target: int) -> np.ndarray:
-    if rate == target:
-        return wave
-    g = gcd(int(rate), int(target))
-    return resample_poly(wave, target // g, rate // g).astype(np.float32)
 
 
 def log_mel_frontend(cfg: AudioFeatureConfig) -> LogMel:
@@ -54,7 +36,7 @@ def waveforms_to_log_mels(data: AudioSet, cfg: AudioFeatureConfig,
     length = int(round(cfg.duration_s * cfg.sample_rate))
     frontend = log_mel_frontend(cfg)
     waves = np.stack([
-        fixed_length(resample(w, data.sample_rate, cfg.sample_rate), length)
+        fit_length(resample(w, data.sample_rate, cfg.sample_rate), length)
         for w in data.waveforms
     ]).astype(np.float32) if len(data) else np.zeros((0, length), np.float32)
     chunks = [frontend(torch.from_numpy(waves[i : i + batch_size]))

@@ -10,14 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avfed.ssl.byol import (
+from avfed.ssl.heads import moco_projector
+from avfed.ssl.losses import info_nce_with_queue
+from avfed.ssl.momentum import (
     MomentumTarget,
     MomentumTargetMethod,
     check_flag,
     shared_prefixes_for,
 )
-from avfed.ssl.heads import moco_projector
-from avfed.ssl.losses import info_nce_with_queue
 from avfed.ssl.registry import register_method
 
 

@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from avfed.ssl.base import SSLMethod
-from avfed.ssl.byol import check_flag, shared_prefixes_for
 from avfed.ssl.heads import mlp_predictor, simsiam_projector
 from avfed.ssl.losses import negative_cosine
+from avfed.ssl.momentum import check_flag, shared_prefixes_for
 from avfed.ssl.registry import register_method
 
 

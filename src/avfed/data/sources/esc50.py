@@ -15,63 +15,16 @@ corpora are built, unlike a corrupt file, which is skipped with a warning naming
 from __future__ import annotations
 
 import csv
-import warnings
-from math import gcd
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
-from scipy.signal import resample_poly
 
+from avfed.data.sources.audio_io import clip_samples, read_clip, skip
 from avfed.data.types import AudioSet, SkippedFile
 
 ESC50_FOLDS = (1, 2, 3, 4, 5)
 ESC50_CLIP_SECONDS = 5.0
 REQUIRED_COLUMNS = ("filename", "fold", "target", "category")
-
-
-def fit_length(wave: np.ndarray, num_samples: int) -> np.ndarray:
-    """Centre-crop, or zero-pad evenly at both ends, to exactly ``num_samples``."""
-    if len(wave) >= num_samples:
-        start = (len(wave) - num_samples) // 2
-        return wave[start : start + num_samples]
-    pad = num_samples - len(wave)
-    return np.pad(wave, (pad // 2, pad - pad // 2))
-
-
-def read_clip(path: Path, sample_rate: int, num_samples: int | None) -> np.ndarray:
-    """Mono float32 at ``sample_rate`` (``resample_poly``), fitted to ``num_samples``.
-
-    Raises on anything unusable (undecodable, empty, NaN/Inf) so callers can skip it.
-    """
-    audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    if audio.shape[0] == 0:
-        raise ValueError("file holds no samples")
-    if not np.isfinite(audio).all():
-        raise ValueError("file holds NaN or Inf samples")
-    mono = audio.mean(axis=1)
-    if rate != sample_rate:
-        g = gcd(int(sample_rate), int(rate))
-        mono = resample_poly(mono, sample_rate // g, rate // g)
-    if num_samples is not None:
-        mono = fit_length(mono, num_samples)
-    return np.ascontiguousarray(mono, dtype=np.float32)
-
-
-def clip_samples(sample_rate: int, clip_seconds: float | None) -> int | None:
-    if sample_rate < 1:
-        raise ValueError(f"sample_rate must be >= 1, got {sample_rate}")
-    if clip_seconds is None:
-        return None
-    if clip_seconds <= 0:
-        raise ValueError(f"clip_seconds must be > 0 (or None to keep lengths), got {clip_seconds}")
-    return int(round(clip_seconds * sample_rate))
-
-
-def skip(skipped: list[SkippedFile], path: Path, reason: str) -> None:
-    """Record and announce a file the loader refused."""
-    skipped.append(SkippedFile(path, reason))
-    warnings.warn(f"skipping unreadable audio {path}: {reason}", stacklevel=3)
 
 
 def _read_metadata(csv_path: Path) -> list[dict[str, str]]:

@@ -12,7 +12,7 @@ Speaker ids are the part of the file name before ``_nohash_``; the returned
 ``speaker_names`` maps the integer ids in each set's ``speakers`` back to them (-1
 where a name has no ``_nohash_``). Clips are mono at ``sample_rate`` and fitted to
 ``clip_seconds`` (most are exactly one second; shorter ones are zero-padded at both
-ends, see :func:`avfed.data.sources.esc50.fit_length`).
+ends, see :func:`avfed.data.sources.audio_io.fit_length`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avfed.data.sources.esc50 import clip_samples, read_clip, skip
+from avfed.data.sources.audio_io import clip_samples, read_clip, skip
 from avfed.data.types import AudioSet, SkippedFile
 
 SPLIT_LISTS = {"validation": "validation_list.txt", "test": "testing_list.txt"}

@@ -58,6 +58,7 @@ IMAGE_64 = (3, 64, 64)  # Tiny-ImageNet, the FedRepOpt setting
 IMAGE_32 = (3, 32, 32)  # the built-in digits / CIFAR
 LOG_MEL = (1, 64, 96)  # the project's default log-mel: 64 mels × 0.96 s at a 10 ms hop
 CLIP = (3, 8, 64, 64)  # [C, T, H, W]
+AUDIO_PAPER = (1, 128, 256)  # 128 mels as in the papers, 2.56 s at a 10 ms hop
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,10 @@ CASES: list[Case] = [
     Case("repopt_vgg_a0", IMAGE_64),
     Case("repopt_vgg_b1", IMAGE_64),
     Case("repopt_ghost_0_5x", IMAGE_64),
+    Case("audio_inceptionnext", AUDIO_PAPER),
+    Case("audio_rep_inceptionnext", AUDIO_PAPER),
+    Case("audio_inceptionnext_tiny", LOG_MEL),
+    Case("audio_rep_inceptionnext_tiny", LOG_MEL),
 ]
 
 

@@ -21,6 +21,7 @@ TINY = [
     "train.local_epochs=1",
     "train.batch_size=64",
     "eval.probe_max_iter=200",
+    "fl.timeout_s=600",  # a lost client reply ends the round instead of waiting an hour
 ]
 
 
@@ -83,7 +84,7 @@ def test_client_side_rule_and_private_target_persist_across_rounds(tmp_path):
 UNPAIRED = ["fl.rounds=2", "fl.num_clients=2", "fl.sim_cpus=2", "data.num_speakers=12",
             "data.image_size=16", "data.partitioner=iid", "model.args.width=8",
             "ssl.hidden_dim=64", "ssl.projection_dim=32", "train.local_epochs=5",
-            "eval.probe_max_iter=200", "fl.eval_every=2"]
+            "eval.probe_max_iter=200", "fl.eval_every=2", "fl.timeout_s=600"]
 
 
 def test_unpaired_image_only_and_audio_only_clients_train_one_model(tmp_path):
@@ -97,3 +98,27 @@ def test_unpaired_image_only_and_audio_only_clients_train_one_model(tmp_path):
     for modality in ("image", "audio"):
         key = f"{modality}_knn_acc"
         assert summary["final"][key] > summary["random_init"][key], (modality, summary)
+
+
+def test_ray_is_up_before_flowers_server_thread_starts(tmp_path, monkeypatch):
+    """Ray forks its helper processes; doing that while the server thread sits in an
+    OpenBLAS call deadlocks, so the engine must be running before Flower starts."""
+    import pytest
+    import ray
+
+    from avfed.fl import simulation
+
+    seen = {}
+
+    def fake_run_simulation(**kwargs):
+        seen["ray_up"] = ray.is_initialized()
+        seen["num_supernodes"] = kwargs["num_supernodes"]
+
+    monkeypatch.setattr(simulation, "run_simulation", fake_run_simulation)
+    cfg = load_config("simclr_digits", TINY)
+    try:
+        with pytest.raises(RuntimeError, match="ended without a summary"):
+            simulation.run_federated(cfg, RunDir.create(cfg, tmp_path / "run"))
+    finally:
+        ray.shutdown()
+    assert seen == {"ray_up": True, "num_supernodes": 3}

@@ -81,3 +81,24 @@ def test_speaker_disjoint_split(tmp_path):
 def test_bad_arguments_raise(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_a_dying_synthesis_worker_raises_instead_of_hanging():
+    import os
+
+    from avfed.data.sources.espeak import run_in_fresh_process
+
+    assert run_in_fresh_process(divmod, (7, 2), timeout=60, what="divmod") == (3, 1)
+    with pytest.raises(RuntimeError, match="crashing worker: the worker process died"):
+        run_in_fresh_process(os._exit, (3,), timeout=60, what="crashing worker")
+
+
+def test_a_stuck_synthesis_worker_is_killed_after_its_timeout():
+    import time
+
+    from avfed.data.sources.espeak import run_in_fresh_process
+
+    started = time.perf_counter()
+    with pytest.raises(RuntimeError, match="sleeper: no result within 1 s"):
+        run_in_fresh_process(time.sleep, (120,), timeout=1, what="sleeper")
+    assert time.perf_counter() - started < 60

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any
 
 from flwr.simulation import run_simulation
 
+from avfed.components import data_splits
 from avfed.config import RunConfig
 from avfed.fl.client_app import app as client_app
 from avfed.fl.server_app import make_server_app
@@ -40,6 +42,28 @@ def backend_config(cfg: RunConfig) -> dict[str, Any]:
     }
 
 
+def start_ray(cfg: RunConfig) -> None:
+    """Start Ray in this (main) thread before Flower's server thread exists.
+
+    ``run_simulation`` starts the ServerApp thread and then initialises Ray, which
+    launches its helper processes with fork + exec. If the server thread is inside a
+    numpy/scipy OpenBLAS call at that moment (the round-0 evaluation), OpenBLAS's
+    fork handler waits for its busy thread pool and the fork never returns: the run
+    hangs for good. Flower skips ``ray.init`` when Ray is already up, so starting it
+    here, with the same arguments and module path Flower would pass, closes that window.
+    Flower's backend still shuts Ray down at the end of the run.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    # Actors inherit environment variables but not this process's sys.path changes.
+    pythonpath = os.pathsep.join([*sys.path, *filter(None, [os.environ.get("PYTHONPATH")])])
+    os.environ["PYTHONPATH"] = pythonpath
+    ray.init(runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
+             **backend_config(cfg)["init_args"])
+
+
 def run_federated(cfg: RunConfig, run: RunDir, verbose: bool = False) -> dict[str, Any]:
     """Run ``cfg`` end to end in simulation; returns the run summary."""
     if cfg.fl.client_cpus > simulation_cpus(cfg):
@@ -47,8 +71,13 @@ def run_federated(cfg: RunConfig, run: RunDir, verbose: bool = False) -> dict[st
             f"fl.client_cpus={cfg.fl.client_cpus} exceeds the {simulation_cpus(cfg)} cores "
             "given to the simulation (fl.sim_cpus); no client could ever be scheduled"
         )
+    # Load (and, on first use, synthesise and cache) the corpora here, before the engine
+    # starts: the server reuses this process's copy, and client actors then only read the
+    # disk cache instead of all generating the same files at once.
+    data_splits(cfg)
     quiet_flower(verbose)
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    start_ray(cfg)
     run_simulation(
         server_app=make_server_app(cfg, run),
         client_app=client_app,

@@ -15,7 +15,10 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 import numpy as np
@@ -28,6 +31,10 @@ _CHARS_UTF8 = 1
 _PARAM_RATE, _PARAM_VOLUME, _PARAM_PITCH, _PARAM_RANGE = 1, 2, 3, 4
 _EE_OK = 0
 _NOISE_SEED = 1  # breath/frication noise: fixed, so equal requests give equal samples
+
+# Generous bounds (an utterance takes ~20 ms): a stuck synthesis fails instead of hanging.
+_STARTUP_S = 120.0
+_PER_UTTERANCE_S = 2.0
 
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
                              ctypes.c_void_p)
@@ -121,6 +128,27 @@ def _fork_each(requests: Sequence[dict[str, Any]]) -> list[bytes]:
     return results
 
 
+def run_in_fresh_process(fn: Callable[..., Any], args: tuple, *, timeout: float,
+                         what: str) -> Any:
+    """``fn(*args)`` in a newly spawned process (a small clean process, safe to fork).
+
+    An executor rather than a ``multiprocessing.Pool``: if the worker dies (a crash
+    inside a C library, the OOM killer) a Pool waits forever for its lost task, while
+    the executor raises at once; a worker that outlives ``timeout`` is killed. Either
+    way the caller gets a ``RuntimeError`` naming ``what`` instead of a hang.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+        try:
+            return pool.submit(fn, *args).result(timeout=timeout)
+        except BrokenProcessPool as err:
+            raise RuntimeError(f"{what}: the worker process died") from err
+        except FuturesTimeout as err:
+            for process in list((pool._processes or {}).values()):
+                process.kill()  # otherwise leaving the executor would wait for it
+            raise RuntimeError(f"{what}: no result within {timeout:.0f} s") from err
+
+
 def speak_isolated(requests: Sequence[dict[str, Any]]) -> list[np.ndarray]:
     """Synthesise many utterances, each from a pristine engine state (deterministic).
 
@@ -128,9 +156,9 @@ def speak_isolated(requests: Sequence[dict[str, Any]]) -> list[np.ndarray]:
     """
     if not requests:
         return []
-    ctx = multiprocessing.get_context("spawn")  # a small clean process, safe to fork
-    with ctx.Pool(1) as pool:
-        payloads = pool.apply(_fork_each, (list(requests),))
+    timeout = _STARTUP_S + _PER_UTTERANCE_S * len(requests)
+    payloads = run_in_fresh_process(_fork_each, (list(requests),), timeout=timeout,
+                                    what=f"espeak-ng synthesising {len(requests)} utterances")
     waves = []
     for req, payload in zip(requests, payloads, strict=True):
         if payload[:2] != b"ok":

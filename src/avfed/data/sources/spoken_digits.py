@@ -120,7 +120,8 @@ def _plan(speakers: list[SpeakerSpec], repeats: int, seed: int) -> list[dict]:
 
 
 def _write_wav(path: Path, wave: np.ndarray) -> None:
-    tmp = path.with_suffix(".tmp.wav")
+    # a per-process name: simulation actors warming the same cache never share a temp file
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.wav")
     sf.write(tmp, wave, SAMPLE_RATE, subtype="PCM_16")
     tmp.replace(path)  # atomic: an interrupted run never leaves a half-written file
 

@@ -19,6 +19,13 @@ from torch import nn
 
 from avfed.models.registry import register_model
 from avfed.models.resnet import CifarResNet
+from avfed.models.vit import (
+    PatchEmbed,
+    VisionTransformer,
+    encode_tokens,
+    pair_of_ints,
+    resize_position_table,
+)
 
 
 class MultiModalBackbone(nn.Module):
@@ -109,3 +116,71 @@ def mm_resnet18_cifar(in_chans: int = 1, width: int = 64,
 def mm_resnet10_cifar(in_chans: int = 1, width: int = 64,
                       modalities: Mapping[str, int] | None = None) -> MultiModalBackbone:
     return _multimodal_resnet((1, 1, 1, 1), modalities, in_chans, width)
+
+
+class _PatchStem(nn.Module):
+    """A modality's patch embedding with its own position table.
+
+    Images and spectrograms have different grids (a 32×32 image with 4×4 patches is
+    8×8, a 40-mel × 51-frame clip is 10×13) and different meanings along each axis, so
+    each modality learns its own table at ``grid_size``, resized to the actual grid.
+    """
+
+    def __init__(self, in_chans: int, dim: int, patch: tuple[int, int],
+                 grid_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.patch_embed = PatchEmbed(in_chans, dim, patch)
+        self.grid_size = grid_size
+        self.pos_embed = nn.Parameter(torch.zeros(1, grid_size[0] * grid_size[1], dim))
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        tokens, grid = self.patch_embed(x)
+        return tokens + resize_position_table(self.pos_embed, self.grid_size, grid)
+
+
+class _TransformerTrunk(nn.Module):
+    """A ViT minus its patch embedding: CLS token, blocks, final norm, pooling."""
+
+    def __init__(self, vit: VisionTransformer) -> None:
+        super().__init__()
+        self.cls_token, self.blocks, self.norm = vit.cls_token, vit.blocks, vit.norm
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return encode_tokens(tokens, self.cls_token, self.blocks, self.norm)
+
+
+def _multimodal_vit(dim: int, depth: int, heads: int, modalities: Mapping[str, int] | None,
+                    in_chans: int, patch_size: int | tuple[int, int],
+                    grid_size: int | tuple[int, int], pool: str,
+                    drop_path: float) -> MultiModalBackbone:
+    channels = dict(modalities or {"image": in_chans, "audio": 1})
+    patch, grid = pair_of_ints(patch_size, "patch_size"), pair_of_ints(grid_size, "grid_size")
+    vit = VisionTransformer((grid[0] * patch[0], grid[1] * patch[1]), patch, 1, dim=dim,
+                            depth=depth, heads=heads, pool=pool, drop_path=drop_path)
+    stems = {m: _PatchStem(c, dim, patch, grid) for m, c in channels.items()}
+    return MultiModalBackbone(stems, _TransformerTrunk(vit), vit.num_features)
+
+
+_MM_VIT_ARGS = ("args: patch_size, grid_size (each modality's position table, resized to "
+                "its input), pool ('cls'|'mean'), drop_path, modalities={name: channels}")
+
+
+@register_model("mm_vit_tiny", "ViT-Tiny trunk (dim 192, depth 12, 3 heads) shared by image "
+                f"and log-mel inputs, a patch embedding per modality; {_MM_VIT_ARGS}")
+def mm_vit_tiny(in_chans: int = 1, patch_size: int | tuple[int, int] = 4,
+                grid_size: int | tuple[int, int] = 8, pool: str = "cls",
+                drop_path: float = 0.0,
+                modalities: Mapping[str, int] | None = None) -> MultiModalBackbone:
+    return _multimodal_vit(192, 12, 3, modalities, in_chans, patch_size, grid_size, pool,
+                           drop_path)
+
+
+@register_model("mm_vit_nano", "ViT test-size trunk (dim 32, depth 2, 2 heads) shared by "
+                f"image and log-mel inputs; {_MM_VIT_ARGS}")
+def mm_vit_nano(in_chans: int = 1, patch_size: int | tuple[int, int] = 4,
+                grid_size: int | tuple[int, int] = 8, pool: str = "cls",
+                drop_path: float = 0.0,
+                modalities: Mapping[str, int] | None = None) -> MultiModalBackbone:
+    return _multimodal_vit(32, 2, 2, modalities, in_chans, patch_size, grid_size, pool,
+                           drop_path)

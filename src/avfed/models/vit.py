@@ -23,7 +23,7 @@ from avfed.models.van import DropPath
 POOLS = ("cls", "mean")
 
 
-def _pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
+def pair_of_ints(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
     """``n`` → ``(n, n)``; a 2-sequence (a YAML list, say) → a tuple; anything else raises."""
     pair: tuple = ()
     if isinstance(value, int):
@@ -109,8 +109,8 @@ class VisionTransformer(nn.Module):
                  depth: int = 12, heads: int = 3, mlp_ratio: float = 4.0, pool: str = "cls",
                  drop_path: float = 0.0) -> None:
         super().__init__()
-        img = _pair(img_size, "img_size")
-        patch = _pair(patch_size, "patch_size")
+        img = pair_of_ints(img_size, "img_size")
+        patch = pair_of_ints(patch_size, "patch_size")
         if img[0] % patch[0] or img[1] % patch[1]:
             raise ValueError(f"img_size {img} must be a multiple of patch_size {patch}")
         if pool not in POOLS:
@@ -141,25 +141,43 @@ class VisionTransformer(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def position_embedding(self, grid: tuple[int, int]) -> torch.Tensor:
-        """Position embeddings ``[1, gh·gw, dim]`` for a ``grid`` of patches.
+        """Position embeddings ``[1, gh·gw, dim]`` for a ``grid`` of patches."""
+        return resize_position_table(self.pos_embed, self.grid_size, grid)
 
-        The configured grid returns the learned table itself; any other grid gets the table
-        resized bicubically as a 2-D map, so neighbouring patches keep similar codes.
-        """
-        if grid == self.grid_size:
-            return self.pos_embed
-        dim = self.pos_embed.shape[-1]
-        table = self.pos_embed.reshape(1, *self.grid_size, dim).permute(0, 3, 1, 2)
-        table = F.interpolate(table, size=grid, mode="bicubic", align_corners=False)
-        return table.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], dim)
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Input → patch tokens with their position embeddings added."""
+        tokens, grid = self.patch_embed(x)
+        return tokens + self.position_embedding(grid)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        tokens, grid = self.patch_embed(x)
-        tokens = tokens + self.position_embedding(grid)
-        if self.cls_token is not None:
-            tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
-        tokens = self.norm(self.blocks(tokens))
-        return tokens[:, 0] if self.cls_token is not None else tokens.mean(dim=1)
+        return encode_tokens(self.embed(x), self.cls_token, self.blocks, self.norm)
+
+
+def resize_position_table(table: torch.Tensor, table_grid: tuple[int, int],
+                          grid: tuple[int, int]) -> torch.Tensor:
+    """A learned ``[1, gh·gw, dim]`` table for ``table_grid``, as a table for ``grid``.
+
+    The table's own grid returns it unchanged; any other grid gets it resized bicubically
+    as a 2-D map, so neighbouring patches keep similar codes.
+    """
+    if grid == table_grid:
+        return table
+    dim = table.shape[-1]
+    image = table.reshape(1, *table_grid, dim).permute(0, 3, 1, 2)
+    image = F.interpolate(image, size=grid, mode="bicubic", align_corners=False)
+    return image.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], dim)
+
+
+def encode_tokens(tokens: torch.Tensor, cls_token: torch.Tensor | None, blocks: nn.Module,
+                  norm: nn.Module) -> torch.Tensor:
+    """The transformer body: prepend CLS (if any), run the blocks, normalise, pool.
+
+    Returns the CLS token, or the mean of the patch tokens when there is no CLS token.
+    """
+    if cls_token is not None:
+        tokens = torch.cat([cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
+    tokens = norm(blocks(tokens))
+    return tokens[:, 0] if cls_token is not None else tokens.mean(dim=1)
 
 
 _VIT_ARGS = "args: img_size=(H, W), patch_size, pool ('cls'|'mean'), drop_path"

@@ -11,7 +11,6 @@ from avfed.models.multimodal import use_modality
 from avfed.ssl.cross_modal import cross_modal_regularizer, label_pairs
 from avfed.training import train_ssl
 
-
 BACKBONES = {
     "mm_resnet10_cifar": {"width": 4},
     "mm_vit_nano": {"patch_size": 4, "grid_size": 4},

@@ -308,6 +308,7 @@ def test_local_state_travels_in_state_dict():
     ("simsiam", {"backbone", "projector", "predictor"}, set()),
     ("moco_v2", {"backbone", "projector"}, {"target", "queue", "queue_ptr"}),
     ("barlow_twins", {"backbone", "projector"}, set()),
+    ("simclr", {"backbone", "projector"}, set()),
 ])
 def test_shared_state_holds_exactly_the_documented_parts(name, shared, local):
     method = tiny_method(name)

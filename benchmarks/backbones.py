@@ -25,31 +25,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
+from common import (
+    PeakRSS,
+    append_section,
+    count_macs,
+    count_params,
+    markdown_table,
+    median_latency_ms,
+)
 from rich.console import Console
 from torch import nn
 
 from avfed import models
 from avfed.models.reparam import Reparameterizable, randomize_bn_stats, reparameterize_model
 from avfed.models.van import KERNEL_SPLITS, VANBlock, build_spatial_attention
-
-try:
-    from common import (
-        PeakRSS,
-        append_section,
-        count_macs,
-        count_params,
-        markdown_table,
-        median_latency_ms,
-    )
-except ImportError:  # run as a module from the project root
-    from benchmarks.common import (
-        PeakRSS,
-        append_section,
-        count_macs,
-        count_params,
-        markdown_table,
-        median_latency_ms,
-    )
 
 console = Console(highlight=False)
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avfed.models.registry import register_model
-from avfed.models.reparam import Reparameterizable, fold_bn, pad_kernel
+from avfed.models.reparam import Reparameterizable, fold_bn, load_kernel, pad_kernel
 
 BASE_DEPTHS = (3, 4, 6, 3)
 BASE_WIDTHS = (64, 128, 256, 512)
@@ -100,9 +100,8 @@ class MultiKernelDW(Reparameterizable):
             w, b = fold_bn(conv.weight, conv.bias, bn)
             weight += pad_kernel(w, size)
             bias += b
-        self.fused = _dw_conv(self.channels, self.kernels[0], self.axis, bias=True)
-        self.fused.weight.copy_(weight)
-        self.fused.bias.copy_(bias)
+        self.fused = load_kernel(_dw_conv(self.channels, self.kernels[0], self.axis, bias=True),
+                                 weight, bias)
         del self.convs, self.bns
 
 

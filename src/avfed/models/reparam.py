@@ -83,6 +83,16 @@ def pad_kernel(kernel: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.pad(kernel, (dw // 2, dw // 2, dh // 2, dh // 2))
 
 
+@torch.no_grad()
+def load_kernel(conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor) -> nn.Conv2d:
+    """``conv`` (built with a bias) holding a merged ``weight`` and ``bias``, on their device
+    and dtype: the last step of every ``reparameterize()``."""
+    conv = conv.to(weight)
+    conv.weight.copy_(weight)
+    conv.bias.copy_(bias)
+    return conv
+
+
 def identity_kernel(channels: int, groups: int, size: tuple[int, int]) -> torch.Tensor:
     """The conv kernel of shape ``[channels, channels // groups, kh, kw]`` that maps x → x."""
     per_group = channels // groups

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from avfed.models.registry import register_model
-from avfed.models.reparam import Reparameterizable, fold_bn, identity_kernel
+from avfed.models.reparam import Reparameterizable, fold_bn, identity_kernel, load_kernel
 
 #: ``(in_channels, out_channels, relu, module index in its stage) -> ghost module``
 GhostModuleFactory = Callable[[int, int, bool, int], nn.Module]
@@ -238,12 +238,8 @@ class RepGhostModule(Reparameterizable):
         if self.cheap_bn is None:
             return
         weight, bias = self.equivalent_kernel_bias()
-        fused = nn.Conv2d(self.out_ch, self.out_ch, 3, 1, 1, groups=self.out_ch, bias=True)
-        fused = fused.to(weight)
-        with torch.no_grad():
-            fused.weight.copy_(weight)
-            fused.bias.copy_(bias)
-        self.cheap = fused
+        self.cheap = load_kernel(
+            nn.Conv2d(self.out_ch, self.out_ch, 3, 1, 1, groups=self.out_ch), weight, bias)
         self.cheap_bn = None
         self.fusion_bn = None
         self.deployed = True

@@ -19,7 +19,13 @@ import torch
 from torch import nn
 
 from avfed.models.registry import register_model
-from avfed.models.reparam import Reparameterizable, fold_bn, identity_kernel, pad_kernel
+from avfed.models.reparam import (
+    Reparameterizable,
+    fold_bn,
+    identity_kernel,
+    load_kernel,
+    pad_kernel,
+)
 
 #: ``(in_channels, out_channels, stride, position in its stage) -> block``
 BlockFactory = Callable[[int, int, int, int], nn.Module]
@@ -155,11 +161,8 @@ class RepVGGBlock(Reparameterizable):
         if self.fused is not None:
             return
         weight, bias = self.equivalent_kernel_bias()
-        fused = nn.Conv2d(self.in_ch, self.out_ch, 3, self.stride, 1, bias=True).to(weight)
-        with torch.no_grad():
-            fused.weight.copy_(weight)
-            fused.bias.copy_(bias)
-        self.fused = fused
+        self.fused = load_kernel(nn.Conv2d(self.in_ch, self.out_ch, 3, self.stride, 1),
+                                 weight, bias)
         del self.branch_3x3, self.branch_1x1
         self.branch_identity = None
         self.deployed = True

@@ -116,9 +116,7 @@ def test_ray_is_up_before_flowers_server_thread_starts(tmp_path, monkeypatch):
 
     monkeypatch.setattr(simulation, "run_simulation", fake_run_simulation)
     cfg = load_config("simclr_digits", TINY)
-    try:
-        with pytest.raises(RuntimeError, match="ended without a summary"):
-            simulation.run_federated(cfg, RunDir.create(cfg, tmp_path / "run"))
-    finally:
-        ray.shutdown()
+    with pytest.raises(RuntimeError, match="ended without a summary"):
+        simulation.run_federated(cfg, RunDir.create(cfg, tmp_path / "run"))
     assert seen == {"ray_up": True, "num_supernodes": 3}
+    assert not ray.is_initialized()  # and it is shut down however the run ended

@@ -78,13 +78,20 @@ def run_federated(cfg: RunConfig, run: RunDir, verbose: bool = False) -> dict[st
     quiet_flower(verbose)
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     start_ray(cfg)
-    run_simulation(
-        server_app=make_server_app(cfg, run),
-        client_app=client_app,
-        num_supernodes=cfg.fl.num_clients,
-        backend_config=backend_config(cfg),  # type: ignore[arg-type]
-        verbose_logging=verbose,
-    )
+    try:
+        run_simulation(
+            server_app=make_server_app(cfg, run),
+            client_app=client_app,
+            num_supernodes=cfg.fl.num_clients,
+            backend_config=backend_config(cfg),  # type: ignore[arg-type]
+            verbose_logging=verbose,
+        )
+    finally:
+        # Flower shuts Ray down when its backend ends; if the run failed before that,
+        # do it here so the next run does not inherit an engine sized for this one.
+        import ray
+
+        ray.shutdown()
     summary_path = run.path / "summary.json"
     if not summary_path.is_file():
         raise RuntimeError(f"the simulation ended without a summary; see the log in {run.path}")

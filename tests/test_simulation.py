@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+import ray
 import torch
 
 from avfed.config import load_config
@@ -103,9 +105,6 @@ def test_unpaired_image_only_and_audio_only_clients_train_one_model(tmp_path):
 def test_ray_is_up_before_flowers_server_thread_starts(tmp_path, monkeypatch):
     """Ray forks its helper processes; doing that while the server thread sits in an
     OpenBLAS call deadlocks, so the engine must be running before Flower starts."""
-    import pytest
-    import ray
-
     from avfed.fl import simulation
 
     seen = {}

@@ -12,6 +12,7 @@ import os
 import sys
 from typing import Any
 
+import ray
 from flwr.simulation import run_simulation
 
 from avfed.components import data_splits
@@ -53,8 +54,6 @@ def start_ray(cfg: RunConfig) -> None:
     here, with the same arguments and module path Flower would pass, closes that window.
     Flower's backend still shuts Ray down at the end of the run.
     """
-    import ray
-
     if ray.is_initialized():
         return
     # Actors inherit environment variables but not this process's sys.path changes.
@@ -89,8 +88,6 @@ def run_federated(cfg: RunConfig, run: RunDir, verbose: bool = False) -> dict[st
     finally:
         # Flower shuts Ray down when its backend ends; if the run failed before that,
         # do it here so the next run does not inherit an engine sized for this one.
-        import ray
-
         ray.shutdown()
     summary_path = run.path / "summary.json"
     if not summary_path.is_file():

@@ -81,3 +81,76 @@ def test_image_folder_source_reports_skipped_files_through_the_catalog(image_tre
     assert [s.path.name for s in train.skipped] == ["broken.png"]
     with pytest.raises(ValueError, match="data.root"):
         load_image_split(DataConfig(source="image_folder"), seed=0)
+
+
+def _photo(size=96, seed=0):
+    """A smooth image, so JPEG compresses it into many entropy-coded bytes."""
+    noise = np.random.default_rng(seed).integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    return cv2.resize(noise, (size, size), interpolation=cv2.INTER_CUBIC)
+
+
+def _with_exif_thumbnail(jpeg: bytes) -> bytes:
+    """``jpeg`` with an APP1 segment holding a whole thumbnail JPEG (and so an FFD9)."""
+    thumb = cv2.imencode(".jpg", _photo(16, seed=1))[1].tobytes()
+    payload = b"Exif\0\0" + thumb
+    return jpeg[:2] + b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload + jpeg[2:]
+
+
+def test_truncated_jpeg_and_png_are_skipped_not_grey_filled(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    jpeg = cv2.imencode(".jpg", _photo())[1].tobytes()
+    progressive = cv2.imencode(".jpg", _photo(seed=2), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1]
+    progressive = progressive.tobytes()
+    exif = _with_exif_thumbnail(jpeg)
+    png = cv2.imencode(".png", _photo())[1].tobytes()
+    valid = {
+        "a/ok.jpg": jpeg,
+        "a/ok_progressive.jpg": progressive,
+        "a/ok_exif.jpg": exif,
+        "a/ok_padded.jpg": jpeg + b"\0" * 64,  # bytes after EOI are harmless
+        "b/ok.png": png,
+        "b/ok_trailing.png": png + b"\0" * 16,
+    }
+    truncated = {
+        "a/cut_half.jpg": jpeg[: len(jpeg) // 2],
+        "a/cut_eoi.jpg": jpeg[:-2],  # only the end-of-image marker missing
+        "a/cut_progressive.jpg": progressive[: len(progressive) * 3 // 4],
+        "a/cut_exif.jpg": exif[: len(exif) - len(jpeg) // 2],  # the thumbnail's EOI remains
+        "b/cut_half.png": png[: len(png) // 2],
+        "b/cut_iend.png": png[:-12],  # the IEND chunk missing
+    }
+    for name, data in {**valid, **truncated}.items():
+        (tmp_path / name).write_bytes(data)
+    # the premise: OpenCV alone decodes a cut-off JPEG into a grey-filled image
+    grey = cv2.imread(str(tmp_path / "a/cut_half.jpg"), cv2.IMREAD_UNCHANGED)
+    assert grey is not None and (grey == 128).all(axis=-1).mean() > 0.2
+
+    with pytest.warns(UserWarning) as caught:
+        data = load_image_folder(tmp_path, image_size=16)
+    messages = [str(w.message) for w in caught]
+    for name in truncated:
+        assert any(str(tmp_path / name) in m and "truncated" in m for m in messages), name
+    assert {s.path.relative_to(tmp_path).as_posix() for s in data.skipped} == set(truncated)
+    assert len(data) == len(valid)
+    assert list(data.labels) == [0, 0, 0, 0, 1, 1]
+
+
+def test_truncated_wav_is_skipped_but_streamed_size_placeholder_is_read(tmp_path):
+    (tmp_path / "x").mkdir()
+    wave = (0.5 * np.sin(np.arange(4000) / 5)).astype(np.float32)
+    sf.write(tmp_path / "x" / "ok.wav", wave, 8000)
+    sf.write(tmp_path / "x" / "ok.ogg", wave, 8000)
+    full = (tmp_path / "x" / "ok.wav").read_bytes()
+    (tmp_path / "x" / "cut.wav").write_bytes(full[: len(full) // 2])
+    # a writer that could not seek back leaves 0xFFFFFFFF as the sizes: not a truncation
+    data_at = full.index(b"data")
+    streamed = (full[:4] + b"\xff\xff\xff\xff" + full[8:data_at + 4] + b"\xff\xff\xff\xff"
+                + full[data_at + 8:])
+    (tmp_path / "x" / "streamed.wav").write_bytes(streamed)
+    # the premise: libsndfile returns the half that is there, without complaint
+    assert len(sf.read(tmp_path / "x" / "cut.wav")[0]) < 4000
+    with pytest.warns(UserWarning, match=r"cut\.wav: truncated WAV"):
+        data = load_audio_folder(tmp_path)
+    assert [s.path.name for s in data.skipped] == ["cut.wav"]
+    assert sorted(len(w) for w in data.waveforms) == [4000, 4000, 4000]

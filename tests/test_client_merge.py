@@ -65,7 +65,7 @@ def test_fedu_updates_the_predictor_only_below_the_divergence_threshold():
 
 
 def test_unknown_rule_is_rejected():
-    with pytest.raises(ValueError, match="unknown client update rule"):
+    with pytest.raises(KeyError, match="unknown client merge rule 'magic'"):
         merge_global(LOCAL, GLOBAL, {"client-update": "magic"}, first_round=False)
 
 

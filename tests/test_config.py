@@ -1,5 +1,6 @@
 import pytest
 
+from avfed.build import resolve_components
 from avfed.cli import main, split_recipe
 from avfed.config import ConfigError, builtin_recipes, config_from_dict, load_config, to_dict
 
@@ -40,8 +41,9 @@ def test_config_round_trips_through_plain_dict():
     ],
 )
 def test_invalid_field_names_the_field(override, field):
+    """Schema errors come from load_config, unknown names from the builder's resolution."""
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
-        load_config("simclr_digits", [override])
+        resolve_components(load_config("simclr_digits", [override]))
 
 
 def test_invalid_field_in_a_recipe_file_names_file_and_field(tmp_path):
@@ -76,13 +78,14 @@ def test_plugins_register_components_by_name(tmp_path, monkeypatch):
         "    net.num_features = 8\n"
         "    return net\n"
     )
-    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)  # a plugin beside the recipe, as the README shows
     with pytest.raises(ConfigError, match="model.name"):
-        load_config("simclr_digits", ["model.name=tiny_plugin_cnn"])
+        resolve_components(load_config("simclr_digits", ["model.name=tiny_plugin_cnn"]))
     cfg = load_config("simclr_digits", ["plugins=[my_avfed_plugin]", "model.name=tiny_plugin_cnn"])
+    resolve_components(cfg)
     assert cfg.model.name == "tiny_plugin_cnn"
     with pytest.raises(ConfigError, match="plugins.*no_such_module"):
-        load_config("simclr_digits", ["plugins=[no_such_module]"])
+        resolve_components(load_config("simclr_digits", ["plugins=[no_such_module]"]))
 
 
 def test_run_with_a_missing_data_folder_fails_fast_naming_it(tmp_path, capsys):

@@ -6,6 +6,7 @@ import pytest
 import ray
 import torch
 
+from avfed.build import build_run
 from avfed.config import load_config
 from avfed.fl.simulation import run_federated
 from avfed.runs import RunDir, load_checkpoint
@@ -30,7 +31,7 @@ TINY = [
 def test_two_round_three_client_simulation_changes_global_weights(tmp_path):
     cfg = load_config("simclr_digits", TINY)
     run = RunDir.create(cfg, tmp_path / "run")
-    summary = run_federated(cfg, run)
+    summary = run_federated(build_run(cfg), run)
 
     initial = load_checkpoint(run.checkpoint_path(0))
     final = load_checkpoint(run.path / "final.safetensors")
@@ -60,7 +61,7 @@ def test_same_seed_gives_identical_global_model(tmp_path, capsys):
     assert main(["run", *overrides, "--run-dir", str(tmp_path / "cli")]) == 0
     assert "federated SSL" in capsys.readouterr().out  # the final table was printed
     cfg = load_config("simclr_digits", overrides)
-    api_summary = run_federated(cfg, RunDir.create(cfg, tmp_path / "api"))
+    api_summary = run_federated(build_run(cfg), RunDir.create(cfg, tmp_path / "api"))
     cli_summary = json.loads((tmp_path / "cli" / "summary.json").read_text())
     first = load_checkpoint(tmp_path / "cli" / "final.safetensors")
     second = load_checkpoint(tmp_path / "api" / "final.safetensors")
@@ -72,7 +73,7 @@ def test_client_side_rule_and_private_target_persist_across_rounds(tmp_path):
     """FedEMA with BYOL: clients keep their EMA target and λ between rounds."""
     cfg = load_config("fedema_digits", [*TINY, "fl.eval_every=2"])
     run = RunDir.create(cfg, tmp_path / "run")
-    summary = run_federated(cfg, run)
+    summary = run_federated(build_run(cfg), run)
     assert summary["rejected_updates"] == 0
     clients = [json.loads(line) for line in (run.path / "clients.jsonl").read_text().splitlines()]
     # round 1 replaces (no previous model yet); round 2 merges and measures the divergence
@@ -91,11 +92,10 @@ UNPAIRED = ["fl.rounds=2", "fl.num_clients=2", "fl.sim_cpus=2", "data.num_speake
 
 def test_unpaired_image_only_and_audio_only_clients_train_one_model(tmp_path):
     """FSSUAVL: client 0 holds only images, client 1 only speech; both modalities gain."""
-    from avfed.components import client_data
-
     cfg = load_config("fssuavl_digits", UNPAIRED)
-    assert [set(client_data(cfg, p, 2)) for p in range(2)] == [{"image"}, {"audio"}]
-    summary = run_federated(cfg, RunDir.create(cfg, tmp_path / "run"))
+    built = build_run(cfg)
+    assert [set(built.client_data(p).inputs) for p in range(2)] == [{"image"}, {"audio"}]
+    summary = run_federated(built, RunDir.create(cfg, tmp_path / "run"))
     assert summary["rejected_updates"] == 0
     for modality in ("image", "audio"):
         key = f"{modality}_knn_acc"
@@ -116,6 +116,6 @@ def test_ray_is_up_before_flowers_server_thread_starts(tmp_path, monkeypatch):
     monkeypatch.setattr(simulation, "run_simulation", fake_run_simulation)
     cfg = load_config("simclr_digits", TINY)
     with pytest.raises(RuntimeError, match="ended without a summary"):
-        simulation.run_federated(cfg, RunDir.create(cfg, tmp_path / "run"))
+        simulation.run_federated(build_run(cfg), RunDir.create(cfg, tmp_path / "run"))
     assert seen == {"ray_up": True, "num_supernodes": 3}
     assert not ray.is_initialized()  # and it is shut down however the run ended

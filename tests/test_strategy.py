@@ -6,6 +6,7 @@ from flwr.app.message.message import make_message
 from flwr.app.metadata import Metadata
 
 from avfed.fl import strategies
+from avfed.fl.strategies.base import RoundFailed
 from avfed.fl.strategies.screening import reference_shapes
 
 GLOBAL = ArrayRecord(
@@ -69,11 +70,24 @@ def test_poisoned_update_is_excluded_and_recorded(bad, reason):
     assert len(seen[0].clients) == 2
 
 
-def test_failed_client_and_all_bad_updates_leave_global_model_unchanged():
+def test_a_round_without_a_usable_update_stops_the_run_naming_each_failure():
     failed = make_message(_meta(5), error=Error(code=0, reason="worker died"))
     nan = _reply([[np.inf, 0], [0, 0]], [0, 0], 10, 0, 11)
-    arrays, metrics = _strategy().aggregate_train(1, [failed, nan])
-    assert arrays is None and metrics is None  # Flower keeps the previous global model
+    with pytest.raises(RoundFailed, match=r"0 of .* usable.*worker died \(client node 5\)"
+                                          r".*NaN or Inf"):
+        _strategy().aggregate_train(1, [failed, nan])
+
+
+def test_fewer_accepted_updates_than_min_clients_stop_the_run():
+    good = _reply([[1, 1], [1, 1]], [0, 0], 10, 0, 11)
+    failed = make_message(_meta(5), error=Error(code=0, reason="out of memory"))
+    strategy = _strategy()
+    strategy.min_accepted = 2
+    with pytest.raises(RoundFailed, match="1 of .* 2 needed.*out of memory"):
+        strategy.aggregate_train(1, [good, failed])
+    strategy.min_accepted = 1
+    arrays, _ = strategy.aggregate_train(1, [good, failed])  # one is enough by default
+    np.testing.assert_allclose(arrays["w"].numpy(), np.ones((2, 2)))
 
 
 def test_aggregation_does_not_depend_on_arrival_order():
@@ -85,3 +99,15 @@ def test_aggregation_does_not_depend_on_arrival_order():
     forward, _ = _strategy().aggregate_train(1, list(replies))
     backward, _ = _strategy().aggregate_train(1, list(reversed(replies)))
     assert np.array_equal(forward["w"].numpy(), backward["w"].numpy())
+
+
+def test_nodes_that_did_not_reply_are_counted_as_timed_out():
+    seen = []
+    strategy = _strategy(on_round=seen.append)
+    strategy._asked = [11, 12, 13]  # what configure_train records: the nodes it asked
+    strategy.rounds[1] = strategies.base.RoundRecord(1, 0.0, asked=3)
+    arrays, _ = strategy.aggregate_train(1, [_reply([[2, 2], [2, 2]], [0, 0], 10, 0, 11)])
+    assert arrays is not None
+    timed_out = seen[0].failures("timeout")
+    assert sorted(r.node_id for r in timed_out) == [12, 13]
+    assert all("fl.timeout_s" in r.reason for r in timed_out)

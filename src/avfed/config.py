@@ -1,21 +1,23 @@
 """Recipes: one YAML file validated into typed dataclasses, overridable from the CLI.
 
-OmegaConf's structured configs give us type checking and unknown-key detection for
-free; on top of that :func:`validate` checks ranges, and every failure is re-raised as
-:class:`ConfigError` naming the dotted field, so a typo in a recipe reads as
-``data.alpah: no such field`` instead of a stack trace.
+This module is the schema and nothing else: it imports no other part of avfed, so
+any module may depend on it. OmegaConf's structured configs give type checking and
+unknown-key detection; :func:`validate` adds ranges. Names of components (a model, a
+strategy, a data source) are resolved later, against their registries, by
+:func:`avfed.build.build_run`. Every failure is a :class:`ConfigError` naming the
+dotted field, so a typo reads as ``data.alpah: no such field`` instead of a trace.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -95,7 +97,7 @@ class SSLConfig:
 class TrainConfig:
     local_epochs: int = 1
     batch_size: int = 64
-    optimizer: str = "adam"  # adam | sgd | repopt (RepOpt-VGG / RepOpt-Ghost backbones)
+    optimizer: str = "adam"  # `avfed optimizers`: adam | sgd | repopt (RepOpt-* backbones)
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 1e-6
@@ -116,7 +118,12 @@ class FLConfig:
     sim_cpus: int = 0  # cores for the simulation engine; 0 = all of this machine's
     client_threads: int = 0  # torch threads per client; 0 = client_cpus (no oversubscription)
     eval_every: int = 1  # central evaluation + checkpoint every K rounds (and the last)
+    # how long a round waits for client replies; a client that misses it is counted as
+    # timed out for that round
     timeout_s: float = 3600.0
+    # accepted client updates a round needs; a round with fewer stops the run with the
+    # clients' errors (1 = stop only when every client of a round failed)
+    min_clients: int = 1
 
 
 @dataclass
@@ -129,6 +136,14 @@ class EvalConfig:
 
 
 @dataclass
+class TaskConfig:
+    """What kind of training a run does; ``avfed tasks`` lists the registered kinds."""
+
+    name: str = "ssl"
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class RunConfig:
     name: str = "simclr_digits"
     seed: int = 0
@@ -137,6 +152,7 @@ class RunConfig:
     # modules imported before components are looked up (server and every client), so
     # that models, methods or strategies registered in your own code can be named here
     plugins: list[str] = field(default_factory=list)
+    task: TaskConfig = field(default_factory=TaskConfig)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -185,14 +201,28 @@ def load_config(recipe: str = "simclr_digits", overrides: list[str] | None = Non
     schema = OmegaConf.structured(RunConfig)
     try:
         from_file = OmegaConf.load(path)
+    except (yaml.YAMLError, OmegaConfBaseException) as err:
+        first = str(err).strip().splitlines()
+        raise ConfigError(f"recipe {path} is not valid YAML: {' '.join(first[:3])}") from None
+    if not isinstance(from_file, DictConfig):
+        raise ConfigError(f"recipe {path} must be a mapping of fields, got a "
+                          f"{type(from_file).__name__}")
+    try:
         merged = OmegaConf.merge(schema, from_file)
-        if overrides:
-            changes = OmegaConf.from_dotlist(parse_overrides(overrides))
-            _reset_args_of_replaced_components(merged, changes)
-            merged = OmegaConf.merge(merged, changes)
     except OmegaConfBaseException as err:
-        raise ConfigError(_describe(err, path)) from None
-    config: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+        raise ConfigError(_describe(err, f"in {path}")) from None
+    for item in parse_overrides(overrides or []):
+        # one at a time, so that an error names the override that caused it
+        try:
+            change = OmegaConf.from_dotlist([item])
+            _reset_args_of_replaced_components(merged, change)
+            merged = OmegaConf.merge(merged, change)
+        except OmegaConfBaseException as err:
+            raise ConfigError(_describe(err, f"in override '{item}'")) from None
+    try:
+        config: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except OmegaConfBaseException as err:
+        raise ConfigError(_describe(err, f"in {path}")) from None
     validate(config)
     return config
 
@@ -204,11 +234,15 @@ def _reset_args_of_replaced_components(base: DictConfig, changes: DictConfig) ->
     it would be an unknown argument. The new component starts from its own defaults,
     plus any of its arguments given on the same command line.
     """
-    for section, name_key, args_key in (("ssl", "method", "args"), ("model", "name", "args"),
-                                        ("fl", "strategy", "strategy_args")):
+    for section, name_key, args_key in COMPONENT_FIELDS:
         new = OmegaConf.select(changes, f"{section}.{name_key}")
         if new is not None and new != OmegaConf.select(base, f"{section}.{name_key}"):
             base[section][args_key] = {}
+
+
+# (section, name field, its arguments field) of every component named in a recipe
+COMPONENT_FIELDS = (("task", "name", "args"), ("ssl", "method", "args"),
+                    ("model", "name", "args"), ("fl", "strategy", "strategy_args"))
 
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
@@ -216,7 +250,7 @@ def config_from_dict(data: dict[str, Any]) -> RunConfig:
     try:
         merged = OmegaConf.merge(OmegaConf.structured(RunConfig), OmegaConf.create(data))
     except OmegaConfBaseException as err:
-        raise ConfigError(_describe(err, None)) from None
+        raise ConfigError(_describe(err, "")) from None
     config: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     validate(config)
     return config
@@ -237,8 +271,8 @@ def fingerprint(config: RunConfig | DictConfig) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def _describe(err: OmegaConfBaseException, path: Path | None) -> str:
-    where = f" in {path}" if path else ""
+def _describe(err: OmegaConfBaseException, origin: str) -> str:
+    where = f" {origin}" if origin else ""
     key = getattr(err, "full_key", None)
     message = str(err).splitlines()[0]
     if key:
@@ -258,8 +292,7 @@ _CHECKS: list[tuple[str, Any, str]] = [
     ("train.local_epochs", lambda v: v >= 1, "must be >= 1"),
     ("train.batch_size", lambda v: v >= 2, "must be >= 2 (contrastive losses need pairs)"),
     ("train.lr", lambda v: v > 0, "must be > 0"),
-    ("train.optimizer", lambda v: v in ("adam", "sgd", "repopt"),
-     "must be 'adam', 'sgd' or 'repopt'"),
+    ("train.weight_decay", lambda v: v >= 0, "must be >= 0"),
     ("ssl.projection_dim", lambda v: v >= 1, "must be >= 1"),
     ("ssl.hidden_dim", lambda v: v >= 1, "must be >= 1"),
     ("ssl.cross_modal_weight", lambda v: v >= 0, "must be >= 0"),
@@ -271,6 +304,9 @@ _CHECKS: list[tuple[str, Any, str]] = [
     ("fl.sim_cpus", lambda v: v >= 0, "must be >= 0 (0 = all cores)"),
     ("fl.client_threads", lambda v: v >= 0, "must be >= 0 (0 = fl.client_cpus)"),
     ("fl.eval_every", lambda v: v >= 1, "must be >= 1"),
+    ("fl.timeout_s", lambda v: v > 0, "must be > 0 seconds"),
+    ("fl.min_clients", lambda v: v >= 1, "must be >= 1"),
+    ("data.num_speakers", lambda v: v >= 2, "must be >= 2"),
     ("eval.knn_k", lambda v: v >= 1, "must be >= 1"),
     ("device", lambda v: v == "cpu" or v.startswith("cuda"), "must be 'cpu' or 'cuda[:N]'"),
 ]
@@ -296,56 +332,17 @@ def validate(config: RunConfig) -> None:
             f"{config.data.audio_source} reads your files from a folder; set "
             "data.audio_root=/path/to/folder"
         )
-    _import_plugins(config.plugins)
-    _check_names(config)
+    if config.fl.min_clients > config.fl.num_clients:
+        raise ConfigError(
+            f"invalid recipe field 'fl.min_clients': {config.fl.min_clients} accepted updates "
+            f"per round can never come from fl.num_clients={config.fl.num_clients} clients")
+    fractions = config.data.client_modalities
+    unknown = set(fractions) - {"image", "audio", "both"}
+    if unknown or any(v < 0 for v in fractions.values()) or sum(fractions.values()) <= 0:
+        raise ConfigError(
+            "invalid recipe field 'data.client_modalities': expected non-negative "
+            f"fractions for image, audio and both with a positive sum, got {dict(fractions)}")
 
 
 def _reads_folder(source: str) -> bool:
     return source.endswith("_folder") or source in ("esc50", "speech_commands")
-
-
-def _import_plugins(modules: list[str]) -> None:
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError as err:
-            raise ConfigError(
-                f"invalid recipe field 'plugins': cannot import '{name}' ({err}); the module "
-                "must be importable from the working directory or the installed packages"
-            ) from None
-
-
-def _check_names(config: RunConfig) -> None:
-    """Fields that name a registered component must name one that exists."""
-    from avfed import models, ssl
-    from avfed.data.catalog import data_sources, source_modality
-    from avfed.data.partition import PARTITIONERS
-    from avfed.fl import strategies
-
-    named = [
-        ("data.source", config.data.source, data_sources.names()),
-        ("data.partitioner", config.data.partitioner, sorted(PARTITIONERS)),
-        ("model.name", config.model.name, models.model_registry.names()),
-        ("ssl.method", config.ssl.method, ssl.method_registry.names()),
-        ("fl.strategy", config.fl.strategy, strategies.strategy_registry.names()),
-    ]
-    if config.data.audio_source is not None:
-        named.append(("data.audio_source", config.data.audio_source, data_sources.names()))
-    for dotted, value, valid in named:
-        if value not in valid:
-            raise ConfigError(
-                f"invalid recipe field '{dotted}': unknown '{value}'; valid: {', '.join(valid)}"
-            )
-    if config.data.audio_source is not None:
-        if source_modality(config.data.source) != "image":
-            raise ConfigError("invalid recipe field 'data.source': with data.audio_source set, "
-                              f"data.source must be an image source, got '{config.data.source}'")
-        if source_modality(config.data.audio_source) != "audio":
-            raise ConfigError("invalid recipe field 'data.audio_source': "
-                              f"'{config.data.audio_source}' is not an audio source")
-        fractions = config.data.client_modalities
-        unknown = set(fractions) - {"image", "audio", "both"}
-        if unknown or any(v < 0 for v in fractions.values()) or sum(fractions.values()) <= 0:
-            raise ConfigError(
-                "invalid recipe field 'data.client_modalities': expected non-negative "
-                f"fractions for image, audio and both with a positive sum, got {fractions}")

@@ -19,6 +19,10 @@ from safetensors.torch import load_file, save_file
 from avfed.config import RunConfig, to_yaml
 
 
+class RunFailed(RuntimeError):
+    """A run stopped before its last round; the message names why."""
+
+
 def save_checkpoint(state: dict[str, torch.Tensor], path: str | Path) -> Path:
     """Write a state dict as safetensors (contiguous CPU copies; no pickle involved)."""
     path = Path(path)
@@ -96,6 +100,19 @@ class RunDir:
 
     def checkpoint_path(self, server_round: int) -> Path:
         return self.path / "checkpoints" / f"round_{server_round:03d}.safetensors"
+
+    def mark_status(self, status: str, **details: Any) -> Path:
+        """Record how the run ended (``running``, ``finished``, ``failed``, ``interrupted``).
+
+        A folder whose ``status.json`` still says ``running`` belongs to a run that was
+        killed without a chance to say so; every other ending writes its own state.
+        """
+        out = self.path / "status.json"
+        record = {"status": status, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), **details}
+        tmp = out.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(record, indent=2))
+        tmp.replace(out)
+        return out
 
     def write_summary(self, summary: dict[str, Any]) -> Path:
         out = self.path / "summary.json"

@@ -8,9 +8,11 @@ examples take milliseconds.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Mapping
 
 import numpy as np
+
+from avfed.registry import Registry
 
 Parts = list[np.ndarray]
 
@@ -161,27 +163,51 @@ def by_group(groups: np.ndarray, num_clients: int, seed: int = 0) -> Parts:
     return _group(owner, num_clients)
 
 
-PARTITIONERS: dict[str, Callable[..., Parts]] = {
-    "by_group": lambda groups, n, seed: by_group(groups, n, seed),
-    "iid": lambda labels, n, seed: iid(len(labels), n, seed),
-    "dirichlet": lambda labels, n, seed, alpha: dirichlet(labels, n, alpha, seed),
-    "shards": lambda labels, n, seed, classes_per_client: shards(labels, n, classes_per_client,
-                                                                seed),
-    "quantity": lambda labels, n, seed, alpha: quantity_skew(len(labels), n, alpha, seed),
-}
+# Partitioners by name. Each entry takes (ids, num_clients, seed, params) where ``ids``
+# are labels, or group ids (speakers) for entries registered with ``by="groups"``, and
+# ``params`` the recipe's partition settings (alpha, classes_per_client).
+partitioner_registry: Registry[Parts] = Registry("partitioner")
+register_partitioner = partitioner_registry.register
+
+
+@register_partitioner("iid", "uniformly random, equal sizes")
+def _iid(ids: np.ndarray, n: int, seed: int, params: Mapping[str, float]) -> Parts:
+    return iid(len(ids), n, seed)
+
+
+@register_partitioner("dirichlet", "label skew: class proportions ~ Dirichlet(data.alpha)")
+def _dirichlet(ids: np.ndarray, n: int, seed: int, params: Mapping[str, float]) -> Parts:
+    return dirichlet(ids, n, params["alpha"], seed)
+
+
+@register_partitioner("shards", "pathological label skew: data.classes_per_client classes "
+                                "per client (McMahan et al.)")
+def _shards(ids: np.ndarray, n: int, seed: int, params: Mapping[str, float]) -> Parts:
+    return shards(ids, n, int(params["classes_per_client"]), seed)
+
+
+@register_partitioner("quantity", "quantity skew: client sizes ~ Dirichlet(data.alpha)")
+def _quantity(ids: np.ndarray, n: int, seed: int, params: Mapping[str, float]) -> Parts:
+    return quantity_skew(len(ids), n, params["alpha"], seed)
+
+
+@register_partitioner("by_group", "whole groups (speakers) per client; needs grouped data",
+                      by="groups")
+def _by_group(ids: np.ndarray, n: int, seed: int, params: Mapping[str, float]) -> Parts:
+    return by_group(ids, n, seed)
 
 
 def partition(kind: str, labels: np.ndarray, num_clients: int, seed: int = 0,
               **params: float) -> Parts:
     """Dispatch by name: ``partition("dirichlet", labels, 10, seed=0, alpha=0.5)``."""
-    if kind not in PARTITIONERS:
-        raise ValueError(f"unknown partitioner '{kind}'; valid: {', '.join(PARTITIONERS)}")
+    if kind not in partitioner_registry:
+        raise ValueError(f"unknown partitioner '{kind}'; valid: "
+                         f"{', '.join(partitioner_registry.names())}")
     try:
-        return PARTITIONERS[kind](_as_labels(labels), num_clients, seed, **params)
-    except TypeError as err:
-        raise ValueError(
-            f"partitioner '{kind}' got bad parameters {sorted(params)}: {err}"
-        ) from None
+        return partitioner_registry.get(kind)(_as_labels(labels), num_clients, seed, params)
+    except KeyError as err:
+        raise ValueError(f"partitioner '{kind}' got bad parameters {sorted(params)}: it needs "
+                         f"{err}") from None
 
 
 def describe(parts: Parts, labels: np.ndarray) -> np.ndarray:

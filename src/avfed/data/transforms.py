@@ -33,15 +33,3 @@ def image_view_augmentation(cfg: AugmentConfig, image_size: int, channels: int) 
         kernel = max(3, (image_size // 10) | 1)  # ~10% of the side, odd, as in SimCLR
         ops.append(K.RandomGaussianBlur((kernel, kernel), (0.1, 2.0), p=cfg.blur_p))
     return K.AugmentationSequential(*ops)
-
-
-class TwoViews(nn.Module):
-    """Draw two independent augmented views of the same batch."""
-
-    def __init__(self, augment: nn.Module) -> None:
-        super().__init__()
-        self.augment = augment
-
-    @torch.no_grad()
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.augment(images), self.augment(images)

@@ -1,4 +1,4 @@
-"""The ClientApp: local SSL training on this node's partition of the data.
+"""The ClientApp: one round of the run's task on this node's partition of the data.
 
 Launched by Flower (simulation actors or a SuperNode). Each node reads its
 ``partition-id`` / ``num-partitions`` from its node config; in simulation Flower sets
@@ -6,63 +6,50 @@ them, on a SuperNode pass ``--node-config "partition-id=0 num-partitions=10"``.
 
 Per round a client: restores its own last model (or the initial one) so that parts
 it never shares (a momentum target, a queue, local heads) carry over; merges in the
-global weights by the rule the strategy asked for (plain replacement by default); trains
-locally, with FedProx's proximal term when the strategy sends ``proximal-mu``; and
-saves its model back into its node state when anything of it must persist.
+global weights by the rule the strategy asked for (plain replacement by default); lets
+the task train, with FedProx's proximal term when the strategy sends ``proximal-mu``;
+and saves its model back into its node state when anything of it must persist. What
+is trained, and how, is the task's business (:mod:`avfed.tasks`).
 """
 
 from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from avfed.audio.augment import reset_mixup_memories
-from avfed.components import build_augmentations, build_method, client_data, data_splits
-from avfed.config import RunConfig, fingerprint
-from avfed.fl.client_merge import (
-    Regularizer,
-    combine_regularizers,
-    merge_global,
-    needs_local_state,
-    proximal_regularizer,
-)
+from avfed.build import BuiltRun, build_run
+from avfed.fl.client_merge import merge_global, needs_local_state, proximal_regularizer
 from avfed.fl.client_state import (
     client_memory,
     save_client_memory,
     save_local_state,
     saved_local_state,
 )
-from avfed.fl.protocol import WEIGHT_KEY, config_from_record
+from avfed.fl.protocol import (
+    ARRAYS,
+    CONFIG,
+    CONFIG_KEY,
+    LOSS_KEY,
+    METRICS,
+    PARTITION_KEY,
+    SERVER_ROUND_KEY,
+    WEIGHT_KEY,
+    config_from_record,
+)
 from avfed.logging_utils import drop_expected_flower_notices
 from avfed.seeding import derive_seed
-from avfed.ssl.base import SSLMethod
-from avfed.ssl.cross_modal import cross_modal_regularizer, label_pairs
-from avfed.training import train_ssl
+from avfed.tasks import TrainContext
 
 app = ClientApp()
 drop_expected_flower_notices()  # this module is imported in every simulation actor
 
-
-class _CachedModel:
-    """One model per (process, config), plus its initial state to reset clients to."""
-
-    def __init__(self, cfg: RunConfig) -> None:
-        # one actor = client_cpus cores: more threads than that only fight the other actors
-        torch.set_num_threads(cfg.fl.client_threads or cfg.fl.client_cpus)
-        self.method: SSLMethod = build_method(cfg).to(cfg.device)
-        self.initial = {k: v.detach().clone() for k, v in self.method.state_dict().items()}
-        self.augment = {m: a.to(cfg.device) for m, a in build_augmentations(cfg).items()}
-        shared = set(self.method.shared_state())
-        self.has_private_state = any(k not in shared for k in self.initial)
-
-
-# Flower calls the app once per round per client; rebuilding the network every call
-# would dominate short rounds, so each process keeps one model per config.
-_models: dict[str, _CachedModel] = {}
+# Flower calls the app once per round per client; rebuilding data and model every call
+# would dominate short rounds, so each process keeps one build per config (keyed by the
+# config's JSON as sent, so a message is parsed and validated only on a cache miss).
+_builds: dict[str, BuiltRun] = {}
 
 
 def node_partition(context: Context) -> tuple[int, int]:
@@ -79,74 +66,50 @@ def node_partition(context: Context) -> tuple[int, int]:
     return pid, num
 
 
-def _model_for(cfg: RunConfig) -> _CachedModel:
-    key = fingerprint(cfg)
-    if key not in _models:
-        _models[key] = _CachedModel(cfg)
-    return _models[key]
-
-
-def _cross_modal_term(cfg: RunConfig, method: SSLMethod, inputs: dict[str, torch.Tensor],
-                      indices: dict[str, np.ndarray], seed: int) -> Regularizer | None:
-    """FSSUAVL's auxiliary pair term, for clients holding both modalities."""
-    if cfg.ssl.cross_modal_weight <= 0 or not {"image", "audio"} <= set(inputs):
-        return None
-    splits = data_splits(cfg)
-    pairs = label_pairs(splits["image"][0].labels[indices["image"]],
-                        splits["audio"][0].labels[indices["audio"]],
-                        np.random.default_rng(seed))
-    return cross_modal_regularizer(method, inputs["image"], inputs["audio"], pairs,
-                                   weight=cfg.ssl.cross_modal_weight,
-                                   batch_size=cfg.train.batch_size, seed=seed)
+def client_build(config: ConfigRecord) -> BuiltRun:
+    """This process's build of the run the message belongs to."""
+    key = str(config.get(CONFIG_KEY, ""))
+    if key not in _builds:
+        cfg = config_from_record(config)
+        # one actor = client_cpus cores: more threads than that only fight the other actors
+        torch.set_num_threads(cfg.fl.client_threads or cfg.fl.client_cpus)
+        _builds[key] = build_run(cfg, with_strategy=False)
+    return _builds[key]
 
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     started = time.perf_counter()
-    config: ConfigRecord = msg.content["config"]
-    cfg = config_from_record(config)
+    config: ConfigRecord = msg.content[CONFIG]
+    built = client_build(config)
+    cfg, task = built.cfg, built.task
     pid, num = node_partition(context)
-    server_round = int(config["server-round"])
-    splits = data_splits(cfg)
-    inputs = {m: splits[m][0].images[torch.from_numpy(idx)]
-              for m, idx in client_data(cfg, pid, num).items()}
-    cached = _model_for(cfg)
-    method = cached.method
+    server_round = int(config[SERVER_ROUND_KEY])
 
     local = saved_local_state(context)
-    method.load_state_dict(local if local is not None else cached.initial)
-    global_state = msg.content["arrays"].to_torch_state_dict()
+    task.model.load_state_dict(local if local is not None else built.initial_state)
+    global_state = msg.content[ARRAYS].to_torch_state_dict()
     memory = client_memory(context)
-    merged = merge_global(method.shared_state(), global_state, config,
+    merged = merge_global(task.shared_state(), global_state, config,
                           first_round=local is None, memory=memory)
-    method.load_shared_state(merged)
+    task.load_shared_state(merged)
     save_client_memory(context, memory)
 
-    for augment in cached.augment.values():
-        # mixup memories hold past inputs: never let one client's audio reach another's
-        reset_mixup_memories(augment)
-    seed = derive_seed(cfg.seed, server_round, pid)
-    torch.manual_seed(seed)  # kornia draws augmentation parameters from the global RNG
-    generator = torch.Generator().manual_seed(seed)
-    regularizer = combine_regularizers(
-        proximal_regularizer(method, global_state, config),
-        _cross_modal_term(cfg, method, inputs, client_data(cfg, pid, num), seed),
-    )
-    result = train_ssl(method, inputs, {m: cached.augment[m] for m in inputs}, cfg.train,
-                       generator=generator, device=cfg.device, regularizer=regularizer)
+    task.forget_client()
+    outcome = task.train(built.client_data(pid, num), TrainContext(
+        seed=derive_seed(cfg.seed, server_round, pid), server_round=server_round,
+        regularizer=proximal_regularizer(task.model, global_state, config)))
 
-    if cached.has_private_state or needs_local_state(config):
-        save_local_state(context, method.state_dict())
-    shared = {k: v.detach().cpu() for k, v in method.shared_state().items()}
-    metrics = MetricRecord(
-        {
-            "loss": result.loss,
-            "first-epoch-loss": result.first_loss,
-            WEIGHT_KEY: result.num_examples,
-            "partition-id": pid,
-            "train-time": result.seconds,
-            "handler-time": time.perf_counter() - started,
-            **({"divergence": memory["divergence"]} if "divergence" in memory else {}),
-        }
-    )
-    return Message(RecordDict({"arrays": ArrayRecord(shared), "metrics": metrics}), reply_to=msg)
+    if built.has_private_state or needs_local_state(config):
+        save_local_state(context, task.model.state_dict())
+    shared = {k: v.detach().cpu() for k, v in task.shared_state().items()}
+    metrics = MetricRecord({
+        LOSS_KEY: outcome.loss,
+        **outcome.metrics,
+        WEIGHT_KEY: outcome.num_examples,
+        PARTITION_KEY: pid,
+        "train-time": outcome.seconds,
+        "handler-time": time.perf_counter() - started,
+        **({"divergence": memory["divergence"]} if "divergence" in memory else {}),
+    })
+    return Message(RecordDict({ARRAYS: ArrayRecord(shared), METRICS: metrics}), reply_to=msg)

@@ -23,32 +23,38 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
+from torch import nn
 
-from avfed.ssl.base import SSLMethod
+from avfed.fl.protocol import (
+    CLIENT_UPDATE_KEY,
+    FEDEMA_LAMBDA_KEY,
+    FEDEMA_TAU_KEY,
+    FEDU_THRESHOLD_KEY,
+    PARTIAL_PREFIXES_KEY,
+    PREDICTOR_PREFIX_KEY,
+    PROXIMAL_MU_KEY,
+)
+from avfed.registry import Registry
+from avfed.tasks.base import Regularizer
 
-Regularizer = Callable[[], torch.Tensor]
 State = dict[str, torch.Tensor]
-CLIENT_UPDATE_KEY = "client-update"
-PARTIAL_PREFIXES_KEY = "partial-update-prefixes"
-FEDEMA_TAU_KEY = "fedema-tau"
-FEDEMA_LAMBDA_KEY = "fedema-lambda"
-FEDU_THRESHOLD_KEY = "fedu-threshold"
-PREDICTOR_PREFIX_KEY = "predictor-prefix"
-PROXIMAL_MU_KEY = "proximal-mu"  # Flower's FedProx sends this
-RULES = ("replace", "partial", "fedema", "fedu")
+# A rule maps (local shared state, global state, train config, client memory) to the
+# state the client starts its round from. Strategies name one in their train config.
+MergeRule = Callable[[State, State, Mapping[str, Any], dict[str, float]], State]
+merge_rule_registry: Registry[State] = Registry("client merge rule")
+register_merge_rule = merge_rule_registry.register
 
 
-def _rule(config: Mapping[str, Any]) -> str:
+def rule_name(config: Mapping[str, Any]) -> str:
+    """The rule a train config asks for (``replace`` when it names none)."""
     rule = str(config.get(CLIENT_UPDATE_KEY, "replace"))
-    if rule not in RULES:
-        raise ValueError(f"unknown client update rule '{rule}' in the train config; "
-                         f"valid: {', '.join(RULES)}")
+    merge_rule_registry.get(rule)  # raises with the valid names when unknown
     return rule
 
 
 def needs_local_state(config: Mapping[str, Any]) -> bool:
     """Whether the rule reads the client's previous model next round."""
-    return _rule(config) != "replace"
+    return rule_name(config) != "replace"
 
 
 def divergence(local: Mapping[str, torch.Tensor], global_: Mapping[str, torch.Tensor],
@@ -76,41 +82,63 @@ def fedema_mu(dist: float, lam: float) -> float:
     return min(lam * dist, 1.0)
 
 
+@register_merge_rule("replace", "load the global weights (FedAvg and friends)")
+def _replace(local: State, global_: State, config: Mapping[str, Any],
+             memory: dict[str, float]) -> State:
+    return global_
+
+
+@register_merge_rule("partial", "FedVSSL's partial update: only tensors under the given "
+                                "prefixes come from the global model")
+def _partial(local: State, global_: State, config: Mapping[str, Any],
+             memory: dict[str, float]) -> State:
+    prefixes = tuple(p for p in str(config[PARTIAL_PREFIXES_KEY]).split(",") if p)
+    return partial_update(local, global_, prefixes)
+
+
+@register_merge_rule("fedema", "FedEMA: divergence-aware moving average of global into local")
+def _fedema(local: State, global_: State, config: Mapping[str, Any],
+            memory: dict[str, float]) -> State:
+    dist = memory["divergence"] = divergence(local, global_, list(global_))
+    lam = float(config.get(FEDEMA_LAMBDA_KEY, 0.0))
+    if lam <= 0:  # auto-scale once per client: μ = τ at its first merge
+        if "fedema-lambda" not in memory:
+            tau = float(config.get(FEDEMA_TAU_KEY, 0.7))
+            memory["fedema-lambda"] = tau / dist if dist > 0 else 0.0
+        lam = memory["fedema-lambda"]
+    return ema_merge(local, global_, fedema_mu(dist, lam))
+
+
+@register_merge_rule("fedu", "FedU: keep the local predictor while the online network "
+                             "diverges from the global one")
+def _fedu(local: State, global_: State, config: Mapping[str, Any],
+          memory: dict[str, float]) -> State:
+    predictor = str(config.get(PREDICTOR_PREFIX_KEY, "predictor."))
+    online = [k for k in global_ if not k.startswith(predictor)]
+    memory["divergence"] = divergence(local, global_, online)
+    keep_predictor = memory["divergence"] >= float(config[FEDU_THRESHOLD_KEY])
+    return {k: (local[k] if keep_predictor and k.startswith(predictor) else global_[k])
+            for k in global_}
+
+
 def merge_global(local_shared: State, global_state: State, config: Mapping[str, Any], *,
                  first_round: bool, memory: dict[str, float] | None = None) -> State:
     """The shared weights this client starts its round from.
 
     ``memory`` is the client's persistent scalar store: FedEMA keeps its λ there, and
     the divergence-aware rules record the divergence they measured (``divergence``,
-    reported with the client's metrics so thresholds can be tuned to the model).
+    reported with the client's metrics so thresholds can be tuned to the model). A
+    client's first round (no previous model yet) always replaces.
     """
-    store = memory if memory is not None else {}
-    rule = _rule(config)
-    if rule == "replace" or first_round:
+    rule = rule_name(config)
+    if first_round:
         return global_state
-    if rule == "partial":
-        prefixes = tuple(p for p in str(config[PARTIAL_PREFIXES_KEY]).split(",") if p)
-        return partial_update(local_shared, global_state, prefixes)
-    keys = list(global_state)
-    if rule == "fedema":
-        dist = store["divergence"] = divergence(local_shared, global_state, keys)
-        lam = float(config.get(FEDEMA_LAMBDA_KEY, 0.0))
-        if lam <= 0:  # auto-scale once per client: μ = τ at its first merge
-            if "fedema-lambda" not in store:
-                tau = float(config.get(FEDEMA_TAU_KEY, 0.7))
-                store["fedema-lambda"] = tau / dist if dist > 0 else 0.0
-            lam = store["fedema-lambda"]
-        return ema_merge(local_shared, global_state, fedema_mu(dist, lam))
-    predictor = str(config.get(PREDICTOR_PREFIX_KEY, "predictor."))
-    online = [k for k in keys if not k.startswith(predictor)]
-    store["divergence"] = divergence(local_shared, global_state, online)
-    keep_predictor = store["divergence"] >= float(config[FEDU_THRESHOLD_KEY])
-    return {k: (local_shared[k] if keep_predictor and k.startswith(predictor)
-                else global_state[k]) for k in keys}
+    return merge_rule_registry.get(rule)(local_shared, global_state, config,
+                                         memory if memory is not None else {})
 
 
 def proximal_regularizer(
-    method: SSLMethod, global_state: Mapping[str, torch.Tensor], config: Mapping[str, Any]
+    method: nn.Module, global_state: Mapping[str, torch.Tensor], config: Mapping[str, Any]
 ) -> Regularizer | None:
     """FedProx's (μ/2)·‖w − w_global‖² over the shared parameters, or ``None``."""
     mu = float(config.get(PROXIMAL_MU_KEY, 0.0))
@@ -124,13 +152,3 @@ def proximal_regularizer(
         return 0.5 * mu * sum(((w - g) ** 2).sum() for w, g in pairs)  # type: ignore[return-value]
 
     return term
-
-
-def combine_regularizers(*terms: Regularizer | None) -> Regularizer | None:
-    """Sum the terms that are present; ``None`` when there are none."""
-    active = [t for t in terms if t is not None]
-    if not active:
-        return None
-    if len(active) == 1:
-        return active[0]
-    return lambda: sum(t() for t in active)  # type: ignore[return-value]

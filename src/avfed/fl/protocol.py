@@ -14,8 +14,26 @@ from flwr.app import ConfigRecord
 
 from avfed.config import RunConfig, config_from_dict, to_dict
 
-CONFIG_KEY = "avfed-config"
+# record names inside a message's RecordDict
+ARRAYS = "arrays"
+CONFIG = "config"
+METRICS = "metrics"
+
+# train-config entries
+CONFIG_KEY = "avfed-config"  # the resolved run config, as JSON
+SERVER_ROUND_KEY = "server-round"  # set by Flower's strategies
+CLIENT_UPDATE_KEY = "client-update"  # the client merge rule (avfed.fl.client_merge)
+PARTIAL_PREFIXES_KEY = "partial-update-prefixes"
+FEDEMA_TAU_KEY = "fedema-tau"
+FEDEMA_LAMBDA_KEY = "fedema-lambda"
+FEDU_THRESHOLD_KEY = "fedu-threshold"
+PREDICTOR_PREFIX_KEY = "predictor-prefix"
+PROXIMAL_MU_KEY = "proximal-mu"  # Flower's FedProx sends this
+
+# metrics a client reply carries
 WEIGHT_KEY = "num-examples"
+LOSS_KEY = "loss"
+PARTITION_KEY = "partition-id"
 
 
 def config_record(cfg: RunConfig) -> ConfigRecord:

@@ -15,12 +15,12 @@ from typing import Any
 import ray
 from flwr.simulation import run_simulation
 
-from avfed.components import data_splits
+from avfed.build import BuiltRun
 from avfed.config import RunConfig
 from avfed.fl.client_app import app as client_app
 from avfed.fl.server_app import make_server_app
 from avfed.logging_utils import quiet_flower
-from avfed.runs import RunDir
+from avfed.runs import RunDir, RunFailed
 
 
 def simulation_cpus(cfg: RunConfig) -> int:
@@ -63,23 +63,32 @@ def start_ray(cfg: RunConfig) -> None:
              **backend_config(cfg)["init_args"])
 
 
-def run_federated(cfg: RunConfig, run: RunDir, verbose: bool = False) -> dict[str, Any]:
-    """Run ``cfg`` end to end in simulation; returns the run summary."""
+def check_resources(cfg: RunConfig) -> None:
     if cfg.fl.client_cpus > simulation_cpus(cfg):
         raise ValueError(
             f"fl.client_cpus={cfg.fl.client_cpus} exceeds the {simulation_cpus(cfg)} cores "
             "given to the simulation (fl.sim_cpus); no client could ever be scheduled"
         )
-    # Load (and, on first use, synthesise and cache) the corpora here, before the engine
-    # starts: the server reuses this process's copy, and client actors then only read the
-    # disk cache instead of all generating the same files at once.
-    data_splits(cfg)
+
+
+def run_federated(built: BuiltRun, run: RunDir, verbose: bool = False) -> dict[str, Any]:
+    """Run a built run end to end in simulation; returns the run summary.
+
+    The run was built (data loaded, and on first use synthesised and cached, partitions,
+    task and strategy checked) before the engine starts: the server reuses this
+    process's build, and client actors only read the disk cache.
+
+    Raises :class:`RunFailed` when the run stopped early (every client of a round
+    failed, say), with the reason the summary records.
+    """
+    cfg = built.cfg
+    check_resources(cfg)
     quiet_flower(verbose)
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     start_ray(cfg)
     try:
         run_simulation(
-            server_app=make_server_app(cfg, run),
+            server_app=make_server_app(built, run),
             client_app=client_app,
             num_supernodes=cfg.fl.num_clients,
             backend_config=backend_config(cfg),  # type: ignore[arg-type]
@@ -91,5 +100,9 @@ def run_federated(cfg: RunConfig, run: RunDir, verbose: bool = False) -> dict[st
         ray.shutdown()
     summary_path = run.path / "summary.json"
     if not summary_path.is_file():
-        raise RuntimeError(f"the simulation ended without a summary; see the log in {run.path}")
-    return json.loads(summary_path.read_text())
+        raise RunFailed(f"the simulation ended without a summary; run with --verbose to see "
+                        f"Flower's log (run folder {run.path})")
+    summary = json.loads(summary_path.read_text())
+    if summary.get("status") != "finished":
+        raise RunFailed(summary.get("error", f"the run did not finish (see {run.path})"))
+    return summary

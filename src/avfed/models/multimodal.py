@@ -41,10 +41,6 @@ class MultiModalBackbone(nn.Module):
         self.num_features = num_features
         self.active_modality = next(iter(self.stems))
 
-    @property
-    def modalities(self) -> list[str]:
-        return list(self.stems)
-
     def select(self, modality: str) -> None:
         if modality not in self.stems:
             raise KeyError(f"no stem for modality '{modality}'; this backbone has "
@@ -52,9 +48,11 @@ class MultiModalBackbone(nn.Module):
         self.active_modality = modality
 
     def forward(self, x: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
-        if isinstance(x, Mapping):
+        if isinstance(x, Mapping):  # routed by key: no module state is read or changed
             for modality in x:
-                self.select(modality)
+                if modality not in self.stems:
+                    raise KeyError(f"no stem for modality '{modality}'; this backbone has "
+                                   f"{', '.join(self.stems)}")
             return torch.cat([self.trunk(self.stems[m](batch)) for m, batch in x.items()])
         return self.trunk(self.stems[self.active_modality](x))
 
@@ -104,7 +102,7 @@ def _multimodal_resnet(depths: tuple[int, ...], modalities: Mapping[str, int] | 
 
 @register_model("mm_resnet18_cifar",
                 "ResNet-18 trunk shared by image and log-mel inputs, one 3×3 stem per "
-                "modality; args: width, modalities={name: channels}")
+                "modality; args: width, modalities={name: channels}", multimodal=True)
 def mm_resnet18_cifar(in_chans: int = 1, width: int = 64,
                       modalities: Mapping[str, int] | None = None) -> MultiModalBackbone:
     return _multimodal_resnet((2, 2, 2, 2), modalities, in_chans, width)
@@ -112,7 +110,7 @@ def mm_resnet18_cifar(in_chans: int = 1, width: int = 64,
 
 @register_model("mm_resnet10_cifar",
                 "ResNet-10 trunk shared by image and log-mel inputs, one stem per "
-                "modality; args: width, modalities={name: channels}")
+                "modality; args: width, modalities={name: channels}", multimodal=True)
 def mm_resnet10_cifar(in_chans: int = 1, width: int = 64,
                       modalities: Mapping[str, int] | None = None) -> MultiModalBackbone:
     return _multimodal_resnet((1, 1, 1, 1), modalities, in_chans, width)
@@ -167,7 +165,7 @@ _MM_VIT_ARGS = ("args: patch_size, grid_size (each modality's position table, re
 
 
 @register_model("mm_vit_tiny", "ViT-Tiny trunk (dim 192, depth 12, 3 heads) shared by image "
-                f"and log-mel inputs, a patch embedding per modality; {_MM_VIT_ARGS}")
+                f"and log-mel inputs, a patch embedding per modality; {_MM_VIT_ARGS}", multimodal=True)
 def mm_vit_tiny(in_chans: int = 1, patch_size: int | tuple[int, int] = 4,
                 grid_size: int | tuple[int, int] = 8, pool: str = "cls",
                 drop_path: float = 0.0,
@@ -177,7 +175,7 @@ def mm_vit_tiny(in_chans: int = 1, patch_size: int | tuple[int, int] = 4,
 
 
 @register_model("mm_vit_nano", "ViT test-size trunk (dim 32, depth 2, 2 heads) shared by "
-                f"image and log-mel inputs; {_MM_VIT_ARGS}")
+                f"image and log-mel inputs; {_MM_VIT_ARGS}", multimodal=True)
 def mm_vit_nano(in_chans: int = 1, patch_size: int | tuple[int, int] = 4,
                 grid_size: int | tuple[int, int] = 8, pool: str = "cls",
                 drop_path: float = 0.0,

@@ -2,6 +2,9 @@
 
 Every registered backbone maps an input batch to pooled features ``[B, num_features]``
 and exposes ``num_features`` so SSL heads can size themselves without a dry run.
+Registration facts the run builder reads: ``multimodal=True`` (the factory takes
+``modalities={name: channels}``, one stem each) and ``repopt=True`` (a RepOpt target,
+initialised from ``train.repopt_scales`` and trainable with ``train.optimizer=repopt``).
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ from torch import nn
 
 from avfed.registry import Registry
 
-model_registry: Registry[nn.Module] = Registry("model")
+# in_chans and modalities come from the data; scales from train.repopt_scales
+model_registry: Registry[nn.Module] = Registry("model", injected=("in_chans", "modalities",
+                                                                  "scales"))
 register_model = model_registry.register
 
 

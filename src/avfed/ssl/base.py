@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from avfed.models.multimodal import MultiModalBackbone
+
 
 class SSLMethod(nn.Module):
     """A backbone plus the heads and loss of one self-supervised method.
@@ -28,8 +30,11 @@ class SSLMethod(nn.Module):
         """Called after every optimizer step: momentum encoders update here."""
 
     @torch.no_grad()
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x)
+    def embed(self, x: torch.Tensor, modality: str | None = None) -> torch.Tensor:
+        """Backbone features of ``x`` (of ``modality`` for a multi-modal backbone)."""
+        if modality is None or not isinstance(self.backbone, MultiModalBackbone):
+            return self.backbone(x)
+        return self.backbone({modality: x})
 
     def shared_state(self) -> dict[str, torch.Tensor]:
         """The tensors this method exchanges with the server."""

@@ -7,7 +7,9 @@ from torch import nn
 from avfed.registry import Registry
 from avfed.ssl.base import SSLMethod
 
-method_registry: Registry[SSLMethod] = Registry("SSL method")
+# the backbone is built from model.*, the head sizes come from ssl.* fields
+method_registry: Registry[SSLMethod] = Registry(
+    "SSL method", injected=("backbone", "projection_dim", "hidden_dim"))
 register_method = method_registry.register
 
 

@@ -1,10 +1,14 @@
-"""What avfed adds to every Flower strategy: screening, ordering and bookkeeping.
+"""What avfed adds to every Flower strategy: screening, ordering, accounting, failure.
 
 :class:`ScreenedStrategyMixin` goes in front of a Flower strategy class in the MRO.
-It remembers the global model's tensor shapes when a round is configured, drops bad
-replies before the wrapped strategy aggregates (so its rule never sees them), sorts
-the rest by partition id (float sums then do not depend on arrival order, which keeps
-runs reproducible), and records per-client metrics and round timings.
+It remembers the global model's tensor shapes and which nodes it asked when a round
+is configured; when the replies are in, it drops bad ones before the wrapped
+strategy aggregates (so its rule never sees them), counts the nodes that did not
+answer within ``fl.timeout_s`` as timed out, sorts the rest by partition id (float
+sums then do not depend on arrival order, which keeps runs reproducible), and records
+per-client metrics and round timings. A round with fewer accepted updates than
+``min_accepted`` raises :class:`RoundFailed` naming the clients' errors, which stops
+the run instead of carrying on with a model no client could train.
 """
 
 from __future__ import annotations
@@ -17,12 +21,16 @@ from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
+from avfed.fl.protocol import PARTITION_KEY
 from avfed.fl.strategies.screening import Rejection, reference_shapes, screen_replies
 from avfed.logging_utils import get_logger
 
 log = get_logger(__name__)
+
+
+class RoundFailed(RuntimeError):
+    """Too few clients of a round produced a usable update; the run cannot go on."""
 
 
 @dataclass
@@ -30,8 +38,21 @@ class RoundRecord:
     server_round: int
     started: float
     replies_at: float = 0.0
+    asked: int = 0
     clients: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+
+    def failures(self, kind: str) -> list[Rejection]:
+        return [r for r in self.rejected if r.kind == kind]
+
+
+def describe_failures(rejected: list[Rejection]) -> str:
+    """The first reason of each kind with the ids of the clients it hit."""
+    by_reason: dict[str, list[str]] = {}
+    for bad in rejected:
+        by_reason.setdefault(bad.reason, []).append(bad.client)
+    return "; ".join(f"{reason} (client{'s' if len(ids) > 1 else ''} {', '.join(ids)})"
+                     for reason, ids in by_reason.items())
 
 
 class ScreenedStrategyMixin:
@@ -40,12 +61,17 @@ class ScreenedStrategyMixin:
     weighted_by_key: str
 
     def __init__(self, *args: Any, on_round: Callable[[RoundRecord], None] | None = None,
-                 **kwargs: Any) -> None:
+                 min_accepted: int = 1, **kwargs: Any) -> None:
         kwargs.setdefault("train_metrics_aggr_fn", _average_client_metrics)
         super().__init__(*args, **kwargs)
+        if min_accepted < 1:
+            raise ValueError(f"min_accepted must be >= 1, got {min_accepted}")
         self.on_round = on_round
+        self.min_accepted = min_accepted
         self.rounds: dict[int, RoundRecord] = {}
         self._expected: dict[str, tuple[int, ...]] = {}
+        self._asked: list[int] = []
+        self._partition_of: dict[int, int] = {}  # node id → partition id, once known
         self.previous_global: ArrayRecord | None = None
 
     def client_config(self, server_round: int) -> dict[str, Any]:
@@ -60,7 +86,10 @@ class ScreenedStrategyMixin:
         self.rounds[server_round] = RoundRecord(server_round, time.perf_counter())
         for key, value in self.client_config(server_round).items():
             config[key] = value
-        return super().configure_train(server_round, arrays, config, grid)  # type: ignore[misc]
+        messages = list(super().configure_train(server_round, arrays, config, grid))  # type: ignore[misc]
+        self._asked = [msg.metadata.dst_node_id for msg in messages]
+        self.rounds[server_round].asked = len(messages)
+        return messages
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
@@ -68,37 +97,51 @@ class ScreenedStrategyMixin:
         now = time.perf_counter()
         record = self.rounds.setdefault(server_round, RoundRecord(server_round, now))
         record.replies_at = now
+        replies = list(replies)
         accepted, rejected = screen_replies(replies, self._expected, self.weighted_by_key)
+        answered = {msg.metadata.src_node_id for msg in replies}
+        rejected += [Rejection(node, "no reply within fl.timeout_s", "timeout")
+                     for node in self._asked if node not in answered]
+        for msg in accepted:
+            self._partition_of[msg.metadata.src_node_id] = int(_partition_id(msg)[0])
         for bad in rejected:
-            log.log(WARNING, "round %d: excluded update from node %d: %s",
-                    server_round, bad.node_id, bad.reason)
+            bad.partition_id = self._partition_of.get(bad.node_id)
+            log.log(WARNING, "round %d: excluded client %s (%s): %s",
+                    server_round, bad.client, bad.kind, bad.reason)
         accepted.sort(key=_partition_id)
         record.rejected = rejected
         record.clients = [_client_row(server_round, msg) for msg in accepted]
         if self.on_round is not None:
             self.on_round(record)
-        if not accepted:
-            log.log(WARNING, "round %d: no valid update; the global model is unchanged",
-                    server_round)
-            return None, None
+        if len(accepted) < self.min_accepted:
+            raise RoundFailed(
+                f"round {server_round}: {len(accepted)} of {len(self._asked)} clients returned "
+                f"a usable update, {self.min_accepted} needed (fl.min_clients): "
+                + (describe_failures(rejected) or "no client was asked"))
         return super().aggregate_train(server_round, accepted)  # type: ignore[misc]
 
 
 # Per-client bookkeeping: recorded per client, meaningless once averaged over clients.
-_NOT_AVERAGED = ("partition-id", "handler-time", "divergence")
+_NOT_AVERAGED = (PARTITION_KEY, "handler-time", "divergence")
 
 
 def _average_client_metrics(records: list[RecordDict], weight_key: str) -> MetricRecord:
-    averaged = aggregate_metricrecords(records, weight_key)
-    for key in _NOT_AVERAGED:
-        if key in averaged:
-            del averaged[key]
+    """Example-weighted mean of every scalar metric the clients reported."""
+    metrics = [next(iter(r.metric_records.values())) for r in records]
+    weights = [float(m[weight_key]) for m in metrics]  # type: ignore[arg-type]
+    total = sum(weights)
+    averaged = MetricRecord()
+    for m, w in zip(metrics, weights, strict=True):
+        for key, value in m.items():
+            if key == weight_key or key in _NOT_AVERAGED or not isinstance(value, int | float):
+                continue
+            averaged[key] = float(averaged.get(key, 0.0)) + float(value) * w / total
     return averaged
 
 
 def _partition_id(msg: Message) -> tuple[float, int]:
     metrics = next(iter(msg.content.metric_records.values()))
-    return float(metrics.get("partition-id", 0)), msg.metadata.src_node_id
+    return float(metrics.get(PARTITION_KEY, 0)), msg.metadata.src_node_id
 
 
 def _client_row(server_round: int, msg: Message) -> dict[str, Any]:

@@ -8,7 +8,10 @@ from flwr.serverapp.strategy import Strategy
 
 from avfed.registry import Registry
 
-strategy_registry: Registry[Strategy] = Registry("strategy")
+# what the run builder sets from fl.* fields (and the reporter hook)
+strategy_registry: Registry[Strategy] = Registry("strategy", injected=(
+    "fraction_train", "fraction_evaluate", "min_train_nodes", "min_available_nodes",
+    "min_evaluate_nodes", "on_round", "min_accepted"))
 register_strategy = strategy_registry.register
 
 

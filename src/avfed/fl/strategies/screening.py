@@ -16,8 +16,20 @@ from flwr.app import ArrayRecord, Message
 
 @dataclass
 class Rejection:
+    """A client left out of a round: ``kind`` is ``error`` (it raised), ``timeout`` (no
+    reply in time) or ``rejected`` (its update failed screening)."""
+
     node_id: int
     reason: str
+    kind: str = "rejected"
+    partition_id: int | None = None
+
+    @property
+    def client(self) -> str:
+        """How logs name the client: its partition id when known, and its node id."""
+        if self.partition_id is None:
+            return f"node {self.node_id}"
+        return f"{self.partition_id} (node {self.node_id})"
 
 
 def reference_shapes(arrays: ArrayRecord) -> dict[str, tuple[int, ...]]:
@@ -63,5 +75,6 @@ def screen_replies(
         if reason is None:
             accepted.append(msg)
         else:
-            rejected.append(Rejection(msg.metadata.src_node_id, reason))
+            kind = "error" if msg.has_error() else "rejected"
+            rejected.append(Rejection(msg.metadata.src_node_id, reason, kind))
     return accepted, rejected

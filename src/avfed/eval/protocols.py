@@ -1,8 +1,8 @@
-"""Central evaluation of the global model on the server: kNN, linear probe, retrieval,
+"""Frozen-feature evaluation of an SSL model: kNN, linear probe, retrieval,
 and the label-free RankMe score used to select a checkpoint without labels.
 
-Features come from the backbone alone (the projector is discarded, as in every SSL
-protocol). Round 0 evaluates the initial weights, which makes it the randomly
+Features come from the method's ``embed`` (the backbone alone: the projector is
+discarded, as in every SSL protocol). Round 0 evaluates the initial weights, which makes it the randomly
 initialised baseline the trained model is compared with. A run with two modalities
 is evaluated on each, with the modality's name prefixed to every score
 (``image_knn_acc``, ``audio_probe_acc``); a single-modality run keeps the bare names.
@@ -10,12 +10,12 @@ is evaluated on each, with the modality's name prefixed to every score
 
 from __future__ import annotations
 
+import torch
+
 from avfed.config import RunConfig
-from avfed.data.catalog import ImageSplit
 from avfed.data.types import ImageSet
 from avfed.eval import extract_features, knn_accuracy, linear_probe_accuracy
 from avfed.eval.rankme import rankme
-from avfed.models.multimodal import use_modality
 from avfed.ssl.base import SSLMethod
 
 
@@ -25,9 +25,12 @@ def evaluate_backbone(
 ) -> dict[str, float]:
     """kNN and linear-probe accuracy (plus retrieval when ``eval.retrieval``)."""
     bs, device = cfg.eval.batch_size, cfg.device
-    with use_modality(method, modality):
-        train_feats = extract_features(method.backbone, train.images, bs, device)
-        test_feats = extract_features(method.backbone, test.images, bs, device)
+
+    def embed(x: torch.Tensor) -> torch.Tensor:
+        return method.embed(x, modality)
+
+    train_feats = extract_features(method, train.images, bs, device, forward=embed)
+    test_feats = extract_features(method, test.images, bs, device, forward=embed)
     scores = {
         "knn_acc": knn_accuracy(train_feats, train.labels, test_feats, test.labels,
                                 cfg.eval.knn_k, cfg.eval.knn_temperature),
@@ -43,7 +46,7 @@ def evaluate_backbone(
     return scores
 
 
-def evaluate_all(method: SSLMethod, splits: dict[str, ImageSplit],
+def evaluate_all(method: SSLMethod, splits: dict[str, tuple[ImageSet, ImageSet]],
                  cfg: RunConfig) -> dict[str, float]:
     """Scores for every modality of the run (prefixed when there are several)."""
     scores: dict[str, float] = {}

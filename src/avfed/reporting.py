@@ -1,0 +1,148 @@
+"""One reporter for every run, federated or central: progress lines, metrics, checkpoints
+and the summary.
+
+The round loop (Flower's strategy on the server, or the central loop) tells the
+reporter what happened in a round (:meth:`RoundReporter.on_round`) and hands it the
+model after the round (:meth:`RoundReporter.after_round`); the reporter evaluates every
+``fl.eval_every`` rounds, checkpoints, prints one line per round and writes the
+summary. Both kinds of run therefore produce the same files with the same columns.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from avfed.build import BuiltRun
+from avfed.eval.rankme import selection_summary
+from avfed.fl.protocol import LOSS_KEY, WEIGHT_KEY
+from avfed.fl.strategies.base import RoundRecord, describe_failures
+from avfed.runs import RunDir, save_checkpoint
+
+console = Console(highlight=False, soft_wrap=True)
+
+FAILURE_KINDS = ("error", "timeout", "rejected")
+
+
+class RoundReporter:
+    """Evaluates every K rounds, checkpoints, and prints one progress line per round."""
+
+    def __init__(self, built: BuiltRun, run: RunDir, *, federated: bool = True) -> None:
+        self.built, self.cfg, self.run, self.federated = built, built.cfg, run, federated
+        self.task = built.task
+        self.rounds: dict[int, RoundRecord] = {}
+        self.evals: dict[int, dict[str, float]] = {}
+        self.failed: dict[str, int] = dict.fromkeys(FAILURE_KINDS, 0)
+        self.final_state: dict[str, torch.Tensor] | None = None
+        self.t0 = time.perf_counter()
+
+    def on_round(self, record: RoundRecord) -> None:
+        """Book a round's client results (accepted rows and left-out clients)."""
+        self.rounds[record.server_round] = record
+        for bad in record.rejected:
+            self.failed[bad.kind] = self.failed.get(bad.kind, 0) + 1
+        for row in record.clients:
+            self.run.clients.append({**row, "status": "ok"})
+        for bad in record.rejected:
+            self.run.clients.append({"round": record.server_round, "node_id": bad.node_id,
+                                     "partition-id": bad.partition_id, "status": bad.kind,
+                                     "reason": bad.reason})
+
+    def after_round(self, server_round: int, state: dict[str, torch.Tensor]
+                    ) -> dict[str, float] | None:
+        """The model after ``server_round`` (round 0: the initial one); returns its scores
+        when this round is evaluated."""
+        if self.federated:
+            self.task.load_shared_state(state)
+        self.final_state = {k: v.detach().cpu().clone() for k, v in state.items()}
+        last = server_round == self.cfg.fl.rounds
+        scores = None
+        if server_round % self.cfg.fl.eval_every == 0 or last:
+            scores = self.task.evaluate()
+            save_checkpoint(self.task.checkpoint_state(self.federated),
+                            self.run.checkpoint_path(server_round))
+            self.evals[server_round] = scores
+        self._log_round(server_round, scores)
+        return scores
+
+    def _log_round(self, server_round: int, scores: dict[str, float] | None) -> None:
+        row: dict[str, Any] = {"round": server_round,
+                               "elapsed_s": round(time.perf_counter() - self.t0, 3)}
+        record = self.rounds.get(server_round)
+        mode = "" if self.federated else " (centralised)"
+        parts = [f"round {server_round:>3}/{self.cfg.fl.rounds}{mode}"]
+        if record is not None:
+            round_s = record.replies_at - record.started
+            row.update(clients_ok=len(record.clients), round_s=round(round_s, 3))
+            row.update({f"clients_{kind}": len(record.failures(kind)) for kind in FAILURE_KINDS})
+            if self.federated:
+                parts.append(f"{len(record.clients)}/{record.asked} clients")
+            n = sum(c[WEIGHT_KEY] for c in record.clients)
+            if n > 0:
+                loss = sum(c[LOSS_KEY] * c[WEIGHT_KEY] for c in record.clients) / n
+                row["train_loss"] = loss
+                parts.append(f"loss {loss:.3f}")
+            else:
+                parts.append("no usable client update")
+            parts.append(f"{round_s:5.1f}s")
+            if record.rejected:
+                counts = ", ".join(f"{len(record.failures(k))} {k}" for k in FAILURE_KINDS
+                                   if record.failures(k))
+                row["failures"] = describe_failures(record.rejected)
+                parts.append(f"[red]left out: {counts}[/red] ({row['failures']})")
+        if scores is not None:
+            row.update(scores)
+            label = "random init" if server_round == 0 else (
+                "global" if self.federated else "model")
+            parts.append(f"{label}: {format_scores(scores)}")
+        self.run.metrics.append(row)
+        console.print(" · ".join(parts))
+
+    def finish(self, started: float, status: str = "finished",
+               error: str | None = None) -> dict[str, Any]:
+        """Write the final model (when there is one), the summary and the run status."""
+        if self.final_state is not None and status == "finished":
+            save_checkpoint(self.task.checkpoint_state(self.federated),
+                            self.run.path / "final.safetensors")
+        cfg = self.cfg
+        summary: dict[str, Any] = {
+            "recipe": cfg.name,
+            "task": cfg.task.name,
+            "mode": "federated" if self.federated else "centralised",
+            "status": status,
+            "seed": cfg.seed,
+            "rounds": cfg.fl.rounds,
+            "rounds_completed": max(self.rounds, default=0),
+            "num_clients": cfg.fl.num_clients if self.federated else 1,
+            "wall_s": round(time.perf_counter() - started, 2),
+            "random_init": self.evals.get(0, {}),
+            "final": self.evals.get(cfg.fl.rounds, {}),
+            "label_free_selection": selection_summary(self.evals),
+            "rejected_updates": sum(self.failed.values()),
+            "failed_clients": self.failed,
+            "skipped_files": self.built.skipped_files,
+            "run_dir": str(self.run.path.resolve()),
+        }
+        if error is not None:
+            summary["error"] = error
+        self.run.write_summary(summary)
+        self.run.mark_status(status, **({"error": error} if error else {}))
+        return summary
+
+
+def format_scores(scores: dict[str, float]) -> str:
+    """``kNN 0.917 · probe 0.981`` (per modality when the run has several)."""
+    names = {"knn_acc": "kNN", "probe_acc": "probe", "recall@1": "R@1", "mAP": "mAP",
+             "rankme": "RankMe"}
+    parts = []
+    for key, value in scores.items():
+        for suffix, label in names.items():
+            if key == suffix or key.endswith("_" + suffix):
+                parts.append(f"{key[: -len(suffix)].replace('_', ' ')}{label} {value:.3f}")
+                break
+        else:  # a task's own score
+            parts.append(f"{key} {value:.3f}")
+    return " · ".join(parts)

@@ -1,0 +1,10 @@
+"""Kinds of training the engine runs; importing registers the built-ins."""
+
+from avfed.registry import import_submodules
+from avfed.tasks.base import ClientData, Task, TrainContext, TrainOutcome
+from avfed.tasks.registry import list_tasks, register_task, task_registry
+
+import_submodules(__name__, __path__)
+
+__all__ = ["ClientData", "Task", "TrainContext", "TrainOutcome", "list_tasks",
+           "register_task", "task_registry"]

@@ -171,3 +171,41 @@ def test_rules_keep_scalar_tensors_scalar():
     s.previous_global = record
     out = _run(s, 1, clients=[scalar, scalar], counts=[1.0, 1.0], losses=[1.0, 1.0])
     assert out["n"].shape == () and out["w"].shape == (2,)
+
+
+def test_ldawa_default_warmup_is_fedavg_through_round_3():
+    fedavg_w = 0.25 * CLIENTS[0]["w"] + 0.75 * CLIENTS[1]["w"]
+    s = _strategy("ldawa")
+    assert s.warmup_rounds == 3
+    np.testing.assert_allclose(_run(s, 3)["w"], fedavg_w, atol=1e-6)  # last warm-up round
+    first = _run(s, 4)["w"]
+    np.testing.assert_allclose(first, ldawa(CLIENTS, GLOBAL, COUNTS)["w"], atol=1e-6)
+    assert not np.allclose(first, fedavg_w)
+
+
+def test_fedvssl_swa_starts_in_round_2():
+    no_swa = fedvssl(CLIENTS, COUNTS, LOSSES, None, alpha=0.9, beta=0.0)
+    swa = fedvssl(CLIENTS, COUNTS, LOSSES, GLOBAL, alpha=0.9, beta=1.0)
+    s = _strategy("fedvssl", alpha=0.9, beta=1.0)  # previous_global is set, as in round 1
+    first, second = _run(s, 1), _run(s, 2)
+    for k in GLOBAL:
+        np.testing.assert_allclose(first[k], no_swa[k], rtol=1e-6)
+        np.testing.assert_allclose(second[k], swa[k], rtol=1e-6)
+        assert not np.allclose(first[k], second[k])
+
+
+def test_integer_tensors_keep_their_dtype_and_are_not_loss_weighted():
+    clients = [{**c, "num_batches_tracked": np.array(n, np.int64)}
+               for c, n in zip(CLIENTS, (10, 21), strict=True)]
+    previous = {**GLOBAL, "num_batches_tracked": np.array(1000, np.int64)}
+    # by example count (10, 30): 0.25 · 10 + 0.75 · 21 = 18.25 → 18; the loss weights
+    # (0.73, 0.27) would give 12.9, and SWA with 1000 would give ~509
+    for alpha, beta in ((0.9, 0.0), (1.0, 1.0), (0.0, 1.0)):
+        out = fedvssl(clients, COUNTS, LOSSES, previous, alpha=alpha, beta=beta)
+        assert out["num_batches_tracked"].dtype == np.int64
+        assert out["num_batches_tracked"].shape == ()
+        assert int(out["num_batches_tracked"]) == 18
+        assert out["w"].dtype == np.float32
+    for out in (weighted_mean(clients, COUNTS), ldawa(clients, previous, COUNTS)):
+        assert out["num_batches_tracked"].dtype == np.int64
+        assert int(out["num_batches_tracked"]) == 18

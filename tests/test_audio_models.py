@@ -59,3 +59,32 @@ def test_bad_arguments_raise():
         MultiKernelDW(4, (4, 3), "freq")
     with pytest.raises(ValueError, match="log-mel batch"):
         models.create("audio_inceptionnext_tiny")(torch.randn(1, 64, 48))
+
+
+def test_folding_keeps_the_model_dtype():
+    torch.manual_seed(0)
+    train = models.create("audio_rep_inceptionnext_tiny", width=8).double()
+    randomize_bn_stats(train, torch.Generator().manual_seed(3))
+    train.eval()
+    deploy = reparameterize_model(copy.deepcopy(train))
+    x = torch.randn(2, 1, 64, 96, dtype=torch.float64)
+    assert (deploy(x) - train(x)).abs().max() <= 1e-10  # float32 kernels: dtype error
+    fused = [m.fused for m in deploy.modules() if isinstance(m, MultiKernelDW)]
+    assert fused and all(f.weight.dtype == torch.float64 for f in fused)
+
+
+def test_folding_twice_is_a_no_op():
+    torch.manual_seed(0)
+    net = models.create("audio_rep_inceptionnext_tiny", width=8)
+    randomize_bn_stats(net, torch.Generator().manual_seed(4))
+    net.eval()
+    x = torch.randn(2, 1, 64, 96)
+    reparameterize_model(net)
+    once = net(x)
+    blocks = [m for m in net.modules() if isinstance(m, MultiKernelDW)]
+    kernels = [b.fused.weight.clone() for b in blocks]
+    for block in blocks:
+        block.reparameterize()  # called directly, bypassing reparameterize_model's check
+    reparameterize_model(net)
+    assert all(torch.equal(b.fused.weight, k) for b, k in zip(blocks, kernels, strict=True))
+    assert torch.equal(net(x), once)

@@ -1,7 +1,11 @@
 """RepOpt: RepOptSGD on the plain model retraces SGD on the CSLA multi-branch model."""
 
+import ast
 import copy
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -320,3 +324,77 @@ def test_hypersearch_command_writes_scales_a_model_can_use(tmp_path, capsys):
     assert scales.keys() == default_scales(build_repopt_model("repopt_vgg_tiny")).keys()
     model = models.create("repopt_vgg_tiny", in_chans=1, scales=str(out))
     assert isinstance(build_repopt_optimizer(model, out, lr=0.01), RepOptSGD)
+
+
+def _first_conv_stride(model: nn.Module) -> int:
+    return next(m for m in model.modules() if isinstance(m, nn.Conv2d)).stride[0]
+
+
+@pytest.mark.parametrize("name", ["repopt_vgg_a0", "repopt_vgg_b1", "repopt_ghost_0_5x"])
+def test_published_repopt_targets_default_to_the_stride_2_stem(name):
+    assert _first_conv_stride(models.create(name, reinit=False)) == 2
+    assert _first_conv_stride(models.create(name, stem_stride=1, reinit=False)) == 1
+    # the twins built for the search and the equivalence checks match the target
+    assert _first_conv_stride(build_repopt_model(name)) == 2
+    assert _first_conv_stride(build_csla_model(name)) == 2
+
+
+@pytest.mark.parametrize("name", ["repopt_vgg_tiny", "repopt_ghost_tiny"])
+def test_tiny_repopt_targets_keep_the_cifar_stem(name):
+    assert _first_conv_stride(models.create(name)) == 1
+    assert _first_conv_stride(build_repopt_model(name)) == 1
+    assert _first_conv_stride(build_csla_model(name)) == 1
+
+
+def test_building_a_repopt_target_does_not_import_the_optimizers():
+    code = ("import sys\n"
+            "from avfed import models\n"
+            "models.create('repopt_vgg_tiny')\n"
+            "models.create('repopt_ghost_tiny', scales=None)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[:2] == ['avfed', 'optim']))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def _avfed_imports(path: Path) -> set[str]:
+    """Every ``avfed.*`` module a file imports, at module level or inside functions."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("avfed")}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.startswith("avfed"):
+                found.add(node.module)
+                found |= {f"{node.module}.{a.name}" for a in node.names}
+    return found
+
+
+def test_models_never_import_optim_and_models_optim_have_no_import_cycle():
+    import avfed
+
+    root = Path(avfed.__file__).parent
+    files = {f"avfed.{p.relative_to(root).with_suffix('').as_posix().replace('/', '.')}"
+             .removesuffix(".__init__"): p
+             for package in ("models", "optim") for p in (root / package).rglob("*.py")}
+    graph = {m: {i for i in _avfed_imports(p) if i in files and i != m}
+             for m, p in files.items()}
+    for module, path in files.items():
+        if module.startswith("avfed.models"):
+            optim = {i for i in _avfed_imports(path) if i.startswith("avfed.optim")}
+            assert not optim, f"{module} imports {sorted(optim)}"
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(module: str) -> None:
+        assert module not in visiting, f"import cycle: {visiting[visiting.index(module):]}"
+        if module in done:
+            return
+        visiting.append(module)
+        for target in graph[module]:
+            visit(target)
+        visiting.pop()
+        done.add(module)
+
+    for module in graph:
+        visit(module)

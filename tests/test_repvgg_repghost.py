@@ -103,3 +103,28 @@ def test_bad_arguments_are_rejected():
         models.create("repghost_tiny", stem_stride=4)
     with pytest.raises(ValueError, match="in_chans"):
         models.create("repvgg_tiny", in_chans=0)
+
+
+def _stem_stride(model: torch.nn.Module) -> int:
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    return first.stride[0]
+
+
+@pytest.mark.parametrize("name", ["repvgg_a0", "repvgg_b1", "repghost_0_5x"])
+def test_published_layouts_default_to_the_stride_2_stem(name):
+    assert _stem_stride(models.create(name)) == 2
+    cifar = models.create(name, stem_stride=1)  # the CIFAR-style stem, on request
+    assert _stem_stride(cifar) == 1
+
+
+def test_tiny_layouts_keep_the_cifar_stem_and_builders_follow_the_layout():
+    assert _stem_stride(models.create("repvgg_tiny")) == 1
+    assert _stem_stride(models.create("repghost_tiny")) == 1
+    assert _stem_stride(repvgg("a0")) == 2 and _stem_stride(repvgg("tiny")) == 1
+    assert _stem_stride(repghostnet("0_5x")) == 2 and _stem_stride(repghostnet("tiny")) == 1
+    # 64×64 input: five stride-2 stages end at 2×2, a stride-1 stem at 4×4
+    x = torch.randn(1, 3, 64, 64)
+    for stride, side in ((2, 2), (1, 4)):
+        net = models.create("repvgg_a0", stem_stride=stride).eval()
+        stage4 = net.stage4(net.stage3(net.stage2(net.stage1(net.stage0(x)))))
+        assert stage4.shape[-2:] == (side, side)

@@ -5,7 +5,9 @@ against a hand computation, and reused outside a federation. Every function take
 clients' states in a fixed order and returns a new state; none modifies its inputs.
 
 Tensors that are not floating point (BatchNorm's ``num_batches_tracked``) carry no
-direction to weigh, so every rule averages them by example count, as FedAvg does.
+direction to weigh, so every rule averages them by example count, as FedAvg does, rounds
+the mean to the nearest integer and returns it in the tensor's own dtype (a counter stays
+an integer counter; it is never loss-weighted or mixed with the previous global model).
 """
 
 from __future__ import annotations
@@ -29,11 +31,18 @@ def _check(states: Sequence[State], weights: Sequence[float]) -> np.ndarray:
 
 
 def weighted_mean(states: Sequence[State], weights: Sequence[float]) -> State:
-    """Σ_k w_k · state_k with weights normalised to sum to 1 (FedAvg when w = examples)."""
+    """Σ_k w_k · state_k with weights normalised to sum to 1 (FedAvg when w = examples).
+
+    Every tensor keeps the dtype of the first client's; non-float tensors are rounded to
+    the nearest integer first.
+    """
     w = _check(states, weights)
-    return {key: sum(wk * s[key].astype(np.float64) for wk, s in zip(w, states, strict=True))
-            .astype(states[0][key].dtype if _is_float(states[0][key]) else np.float64)
-            for key in states[0]}
+    out: State = {}
+    for key in states[0]:
+        mean = sum(wk * s[key].astype(np.float64) for wk, s in zip(w, states, strict=True))
+        dtype = states[0][key].dtype
+        out[key] = np.asarray(mean if _is_float(states[0][key]) else np.rint(mean)).astype(dtype)
+    return out
 
 
 def _is_float(array: np.ndarray) -> bool:
@@ -100,18 +109,30 @@ def fedvssl(states: Sequence[State], num_examples: Sequence[float], losses: Sequ
 
     w_agg = α · Σ_k softmax(−L)_k w_k + (1 − α) · Σ_k (n_k / n) w_k   (element-wise), and
     w_r = (1 − β/2) · w_agg + (β/2) · w_{r−1}, so β = 1 is the paper's SWA
-    (0.5 · w_agg + 0.5 · w_{r−1}) and β = 0 turns it off.
+    (0.5 · w_agg + 0.5 · w_{r−1}) and β = 0 turns it off. ``previous_global=None`` skips
+    the SWA step (the strategy passes None in round 1, as the authors' code starts SWA in
+    round 2).
+
+    Floating tensors keep their dtype. Integer tensors (``num_batches_tracked``) are not
+    loss-weighted or averaged with w_{r−1}: they are the example-weighted mean of the
+    clients rounded to the nearest integer, in their own dtype, as in
+    :func:`weighted_mean`.
     """
     check_fraction("alpha", alpha)
     check_fraction("beta", beta)
     if len(losses) != len(states):
         raise ValueError(f"{len(states)} states but {len(losses)} losses")
-    by_loss = weighted_mean(states, list(loss_weights(losses)))
     by_size = weighted_mean(states, num_examples)
-    mixed = {k: alpha * by_loss[k].astype(np.float64) + (1 - alpha) * by_size[k]
-             for k in by_size}
-    if beta > 0 and previous_global is not None:
-        mixed = {k: (1 - beta / 2) * v + (beta / 2) * previous_global[k].astype(np.float64)
-                 for k, v in mixed.items()}
-    return {k: v.astype(states[0][k].dtype) if _is_float(states[0][k]) else v
-            for k, v in mixed.items()}
+    floats = [k for k in by_size if _is_float(states[0][k])]
+    if not floats:
+        return by_size
+    by_loss = weighted_mean([{k: s[k] for k in floats} for s in states],
+                            list(loss_weights(losses)))
+    out: State = dict(by_size)
+    for k in floats:
+        mixed = alpha * by_loss[k].astype(np.float64) + (1 - alpha) * by_size[k].astype(
+            np.float64)
+        if beta > 0 and previous_global is not None:
+            mixed = (1 - beta / 2) * mixed + (beta / 2) * previous_global[k].astype(np.float64)
+        out[k] = np.asarray(mixed).astype(states[0][k].dtype)
+    return out

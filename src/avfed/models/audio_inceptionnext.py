@@ -93,9 +93,17 @@ class MultiKernelDW(Reparameterizable):
 
     @torch.no_grad()
     def reparameterize(self) -> None:
+        """Fold the branches into ``fused``, in the branches' dtype and on their device.
+
+        A no-op once folded, so calling it again (directly or through
+        :func:`~avfed.models.reparam.reparameterize_model`) leaves the block unchanged.
+        """
+        if self.fused is not None:
+            return
         size = _axis_kernel(self.kernels[0], self.axis)
-        weight = torch.zeros(self.channels, 1, *size)
-        bias = torch.zeros(self.channels)
+        reference = self.convs[0].weight
+        weight = reference.new_zeros(self.channels, 1, *size)
+        bias = reference.new_zeros(self.channels)
         for conv, bn in zip(self.convs, self.bns, strict=True):
             w, b = fold_bn(conv.weight, conv.bias, bn)
             weight += pad_kernel(w, size)
@@ -103,6 +111,7 @@ class MultiKernelDW(Reparameterizable):
         self.fused = load_kernel(_dw_conv(self.channels, self.kernels[0], self.axis, bias=True),
                                  weight, bias)
         del self.convs, self.bns
+        self.deployed = True
 
 
 class RepInceptionMixer(nn.Sequential):

@@ -23,6 +23,7 @@ from torch import nn
 
 from avfed.models.registry import register_model
 from avfed.models.reparam import Reparameterizable, fold_bn, identity_kernel, load_kernel
+from avfed.models.repvgg import CIFAR_STEM_STRIDE, PUBLISHED_STEM_STRIDE, default_stem_stride
 
 #: ``(in_channels, out_channels, relu, module index in its stage) -> ghost module``
 GhostModuleFactory = Callable[[int, int, bool, int], nn.Module]
@@ -156,7 +157,7 @@ class GhostStyleNet(nn.Module):
         layout: GhostLayout,
         make_module: GhostModuleFactory,
         in_chans: int = 3,
-        stem_stride: int = 1,
+        stem_stride: int = PUBLISHED_STEM_STRIDE,
     ) -> None:
         super().__init__()
         if in_chans < 1:
@@ -245,10 +246,16 @@ class RepGhostModule(Reparameterizable):
         self.deployed = True
 
 
-def repghostnet(layout: str, in_chans: int = 3, stem_stride: int = 1) -> GhostStyleNet:
-    """A RepGhostNet backbone with one of :data:`GHOST_LAYOUTS`, in training form."""
+def repghostnet(layout: str, in_chans: int = 3, stem_stride: int | None = None) -> GhostStyleNet:
+    """A RepGhostNet backbone with one of :data:`GHOST_LAYOUTS`, in training form.
+
+    ``stem_stride=None`` takes the layout's default: 2 as published for ``0_5x``, 1
+    (CIFAR style) for ``tiny``.
+    """
     if layout not in GHOST_LAYOUTS:
         raise ValueError(f"layout must be one of {sorted(GHOST_LAYOUTS)}, got '{layout}'")
+    if stem_stride is None:
+        stem_stride = default_stem_stride(layout)
     return GhostStyleNet(
         GHOST_LAYOUTS[layout],
         lambda i, o, relu, _: RepGhostModule(i, o, relu),
@@ -258,13 +265,13 @@ def repghostnet(layout: str, in_chans: int = 3, stem_stride: int = 1) -> GhostSt
 
 
 @register_model("repghost_tiny", "RepGhostNet, 3 bottlenecks, 64 features (tests); "
-                "args: stem_stride")
-def repghost_tiny(in_chans: int = 3, stem_stride: int = 1) -> GhostStyleNet:
+                "args: stem_stride=1 (CIFAR style)")
+def repghost_tiny(in_chans: int = 3, stem_stride: int = CIFAR_STEM_STRIDE) -> GhostStyleNet:
     return repghostnet("tiny", in_chans, stem_stride)
 
 
 @register_model("repghost_0_5x", "RepGhostNet 0.5× (GhostNet layout, 1280 features); "
-                "args: stem_stride")
-def repghost_0_5x(in_chans: int = 3, stem_stride: int = 1) -> GhostStyleNet:
+                "args: stem_stride=2 (published; 1 = CIFAR style)")
+def repghost_0_5x(in_chans: int = 3, stem_stride: int = PUBLISHED_STEM_STRIDE) -> GhostStyleNet:
+    """RepGhostNet 0.5× as published (stride-2 stem); ``stem_stride=1`` for CIFAR style."""
     return repghostnet("0_5x", in_chans, stem_stride)
-

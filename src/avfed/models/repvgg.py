@@ -61,10 +61,25 @@ VGG_LAYOUTS: dict[str, VGGLayout] = {
 }
 
 
+#: the stem stride of the published networks (RepVGG, RepGhostNet, RepOpt-VGG): five
+#: stride-2 stages, 224×224 → 7×7. The default of every registered published layout.
+PUBLISHED_STEM_STRIDE = 2
+#: the CIFAR-style stem: stride 1, so a 32×32 input still ends at 2×2 instead of 1×1.
+#: The default of the test-sized ``tiny`` layouts only; pass ``stem_stride=1`` to get it
+#: for a published layout.
+CIFAR_STEM_STRIDE = 1
+
+
+def default_stem_stride(layout: str) -> int:
+    """:data:`CIFAR_STEM_STRIDE` for the ``tiny`` test layouts, else the published 2."""
+    return CIFAR_STEM_STRIDE if layout == "tiny" else PUBLISHED_STEM_STRIDE
+
+
 def vgg_strides(stem_stride: int) -> tuple[int, int, int, int, int]:
     """The five stage strides; the published nets use 2 everywhere (224×224 inputs).
 
-    On 32×32 inputs a stride-1 stem keeps a 2×2 map at the end instead of 1×1.
+    On 32×32 inputs a stride-1 stem (:data:`CIFAR_STEM_STRIDE`) keeps a 2×2 map at the
+    end instead of 1×1.
     """
     if stem_stride not in (1, 2):
         raise ValueError(f"stem_stride must be 1 or 2, got {stem_stride}")
@@ -83,7 +98,7 @@ class VGGStyleNet(nn.Module):
         layout: VGGLayout,
         make_block: BlockFactory,
         in_chans: int = 3,
-        strides: Sequence[int] = (1, 2, 2, 2, 2),
+        strides: Sequence[int] = (PUBLISHED_STEM_STRIDE, 2, 2, 2, 2),
     ) -> None:
         super().__init__()
         if in_chans < 1:
@@ -168,10 +183,16 @@ class RepVGGBlock(Reparameterizable):
         self.deployed = True
 
 
-def repvgg(layout: str, in_chans: int = 3, stem_stride: int = 1) -> VGGStyleNet:
-    """A RepVGG backbone with one of :data:`VGG_LAYOUTS`, in training form."""
+def repvgg(layout: str, in_chans: int = 3, stem_stride: int | None = None) -> VGGStyleNet:
+    """A RepVGG backbone with one of :data:`VGG_LAYOUTS`, in training form.
+
+    ``stem_stride=None`` takes the layout's default (:func:`default_stem_stride`): 2 as
+    published for ``a0`` / ``b1``, 1 (CIFAR style) for ``tiny``.
+    """
     if layout not in VGG_LAYOUTS:
         raise ValueError(f"layout must be one of {sorted(VGG_LAYOUTS)}, got '{layout}'")
+    if stem_stride is None:
+        stem_stride = default_stem_stride(layout)
     return VGGStyleNet(
         VGG_LAYOUTS[layout],
         lambda i, o, s, _: RepVGGBlock(i, o, s),
@@ -180,16 +201,21 @@ def repvgg(layout: str, in_chans: int = 3, stem_stride: int = 1) -> VGGStyleNet:
     )
 
 
-@register_model("repvgg_tiny", "RepVGG, 1-2-1-1 blocks, widths 8–64 (tests); args: stem_stride")
-def repvgg_tiny(in_chans: int = 3, stem_stride: int = 1) -> VGGStyleNet:
+@register_model("repvgg_tiny", "RepVGG, 1-2-1-1 blocks, widths 8–64 (tests); "
+                "args: stem_stride=1 (CIFAR style)")
+def repvgg_tiny(in_chans: int = 3, stem_stride: int = CIFAR_STEM_STRIDE) -> VGGStyleNet:
     return repvgg("tiny", in_chans, stem_stride)
 
 
-@register_model("repvgg_a0", "RepVGG-A0 (2-4-14-1 blocks, 48–1280 wide); args: stem_stride")
-def repvgg_a0(in_chans: int = 3, stem_stride: int = 1) -> VGGStyleNet:
+@register_model("repvgg_a0", "RepVGG-A0 (2-4-14-1 blocks, 48–1280 wide); "
+                "args: stem_stride=2 (published; 1 = CIFAR style)")
+def repvgg_a0(in_chans: int = 3, stem_stride: int = PUBLISHED_STEM_STRIDE) -> VGGStyleNet:
+    """RepVGG-A0 as published (stride-2 stem); ``stem_stride=1`` for the CIFAR-style stem."""
     return repvgg("a0", in_chans, stem_stride)
 
 
-@register_model("repvgg_b1", "RepVGG-B1 (4-6-16-1 blocks, 64–2048 wide); args: stem_stride")
-def repvgg_b1(in_chans: int = 3, stem_stride: int = 1) -> VGGStyleNet:
+@register_model("repvgg_b1", "RepVGG-B1 (4-6-16-1 blocks, 64–2048 wide); "
+                "args: stem_stride=2 (published; 1 = CIFAR style)")
+def repvgg_b1(in_chans: int = 3, stem_stride: int = PUBLISHED_STEM_STRIDE) -> VGGStyleNet:
+    """RepVGG-B1 as published (stride-2 stem); ``stem_stride=1`` for the CIFAR-style stem."""
     return repvgg("b1", in_chans, stem_stride)

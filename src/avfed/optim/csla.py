@@ -20,8 +20,14 @@ import torch
 from torch import nn
 
 from avfed.models.reparam import identity_kernel, pad_kernel
-from avfed.models.repopt_models import RepOptConv2d, RepOptConvSpec, build_repopt_model
-from avfed.optim.scales import Scales, resolve_scales, scale_names
+from avfed.models.repopt_models import (
+    RepOptConv2d,
+    RepOptConvSpec,
+    Scales,
+    build_repopt_model,
+    resolve_scales,
+    scale_names,
+)
 
 
 def _per_out(scale: torch.Tensor) -> torch.Tensor:
@@ -86,12 +92,14 @@ def build_csla_model(
     scales: Scales | None = None,
     trainable_scales: bool = False,
     in_chans: int = 3,
-    stem_stride: int = 1,
+    stem_stride: int | None = None,
 ) -> nn.Module:
     """The multi-branch twin of the registered RepOpt model ``name``.
 
     ``trainable_scales=False`` gives the CSLA form, ``True`` the hyper-search form.
     ``scales`` (checked against the model) replace the search's start values.
+    ``stem_stride=None`` is the registered model's default (2 as published, 1 for the
+    ``tiny`` layouts), as in :func:`~avfed.models.repopt_models.build_repopt_model`.
     """
     model = build_repopt_model(
         name, lambda spec: ScaledBranches(spec, trainable_scales), in_chans, stem_stride

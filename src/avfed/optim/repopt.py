@@ -24,16 +24,29 @@ equivalence is exact for SGD with momentum and weight decay too.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from avfed.models.reparam import identity_kernel, pad_kernel
-from avfed.models.repopt_models import RepOptConv2d, RepOptConvSpec
-from avfed.optim.scales import ScalesSource, as_scales, resolve_scales
+from avfed.models.reparam import identity_kernel
+from avfed.models.repopt_models import (
+    RepOptConv2d,
+    RepOptConvSpec,
+    ScalesSource,
+    as_scales,
+    initialize_from_scales,
+    resolve_scales,
+)
+
+__all__ = [
+    "RepOptSGD",
+    "build_repopt_optimizer",
+    "decay_param_groups",
+    "grad_multiplier",
+    "initialize_from_scales",  # defined with the models, which must not import avfed.optim
+]
 
 
 def grad_multiplier(
@@ -50,31 +63,6 @@ def grad_multiplier(
     if spec.has_identity:
         mult += identity_kernel(spec.out_channels, spec.groups, (k, k)).to(mult)
     return mult
-
-
-@torch.no_grad()
-def initialize_from_scales(model: nn.Module, scales: ScalesSource = None) -> nn.Module:
-    """Re-initialise every RepOpt conv as its CSLA twin would start, in place.
-
-    ``W' = s·W + s1·pad(W1) + s_id·I``: ``W`` is the conv's own fresh weight, ``W1`` a
-    fresh 1×1 kernel drawn like ``nn.Conv2d`` draws one (torch's global RNG, so seeding
-    makes it repeatable). Call it once on a freshly built model, not on trained weights.
-    """
-    for _, conv, branch in resolve_scales(model, as_scales(scales, model), RepOptConv2d):
-        spec: RepOptConvSpec = conv.spec
-        weight = conv.weight
-        new = weight * branch.conv.to(weight).reshape(-1, 1, 1, 1)
-        if spec.has_1x1 and branch.one_by_one is not None:
-            w1 = torch.empty(spec.out_channels, spec.in_channels // spec.groups, 1, 1)
-            nn.init.kaiming_uniform_(w1, a=math.sqrt(5))
-            k = spec.kernel_size
-            new += pad_kernel(w1.to(weight), (k, k)) * branch.one_by_one.to(weight).reshape(
-                -1, 1, 1, 1)
-        if spec.has_identity and branch.identity is not None:
-            eye = identity_kernel(spec.out_channels, spec.groups, weight.shape[-2:]).to(weight)
-            new += eye * branch.identity.to(weight).reshape(-1, 1, 1, 1)
-        weight.copy_(new)
-    return model
 
 
 class RepOptSGD(torch.optim.Optimizer):

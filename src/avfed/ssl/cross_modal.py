@@ -43,7 +43,12 @@ def cross_modal_regularizer(
     temperature: float = 0.5,
     seed: int = 0,
 ) -> Callable[[], torch.Tensor] | None:
-    """A closure giving ``weight · NT-Xent(image_i, audio_i)`` on a fresh batch of pairs."""
+    """A closure giving ``weight · NT-Xent(image_i, audio_i)`` on a fresh batch of pairs.
+
+    ``images`` and ``audio`` may stay on the CPU: each call moves its batch to the device
+    of ``method``'s parameters at that moment (the training loop moves the method to its
+    device after this closure is built).
+    """
     if weight <= 0 or len(pairs[0]) < 2:
         return None
     projector = getattr(method, "projector", None)
@@ -56,8 +61,9 @@ def cross_modal_regularizer(
 
     def term() -> torch.Tensor:
         pick = torch.randperm(len(image_idx), generator=rng)[:batch]
-        feats = method.backbone({"image": images[image_idx[pick]],
-                                 "audio": audio[audio_idx[pick]]})
+        device = next(method.parameters()).device
+        feats = method.backbone({"image": images[image_idx[pick]].to(device),
+                                 "audio": audio[audio_idx[pick]].to(device)})
         z = projector(feats)
         return weight * nt_xent(z[:batch], z[batch:], temperature)
 

@@ -3,7 +3,9 @@
 The server mixes, element-wise, an average weighted by exp(−L_k) (clients whose
 pretext loss is low count more) with the example-weighted FedAvg, ``alpha`` setting the
 share of the former, then optionally averages with the previous global model
-(``beta``, stochastic weight averaging). With ``partial_update`` the clients overwrite
+(``beta``, stochastic weight averaging) from round 2 on, as the authors' code does: in
+round 1 the previous model is the random initialisation, which SWA would drag the first
+aggregate back towards. With ``partial_update`` the clients overwrite
 only the tensors under ``partial_prefixes`` (the backbone) with the global ones and keep
 their own heads, which the strategy tells them in the train config.
 """
@@ -35,7 +37,8 @@ class FedVSSL(RuleStrategy):
 
     def combine(self, server_round: int, states: list[State], num_examples: list[float],
                 losses: list[float], previous: State | None) -> State:
-        return fedvssl(states, num_examples, losses, previous, alpha=self.alpha,
+        swa_with = previous if server_round > 1 else None
+        return fedvssl(states, num_examples, losses, swa_with, alpha=self.alpha,
                        beta=self.beta)
 
 

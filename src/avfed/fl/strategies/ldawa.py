@@ -5,6 +5,10 @@ before averaging, so layers that drifted away from the consensus count less. The
 itself is :func:`avfed.fl.aggregation.ldawa`; this strategy adds the FedAvg warm-up
 the authors' code uses (the first ``warmup_rounds`` rounds are plain FedAvg, while the
 global model is still close to its random initialisation).
+
+The default, 3, is the authors' boundary: their server switches to L-DAWA once the last
+saved global round exceeds 2, so rounds 1–3 are FedAvg and round 4 is the first L-DAWA
+round.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from avfed.fl.strategies.rule import RuleStrategy
 
 
 class LDAWA(RuleStrategy):
-    def __init__(self, *args: Any, warmup_rounds: int = 2, normalize: bool = False,
+    def __init__(self, *args: Any, warmup_rounds: int = 3, normalize: bool = False,
                  **kwargs: Any) -> None:
         if warmup_rounds < 0:
             raise ValueError(f"warmup_rounds must be >= 0, got {warmup_rounds}")
@@ -33,6 +37,6 @@ class LDAWA(RuleStrategy):
 
 
 @register_strategy("ldawa", "L-DAWA: per-tensor cosine-to-global weighting after a FedAvg "
-                            "warm-up; args: warmup_rounds=2, normalize=false")
+                            "warm-up; args: warmup_rounds=3, normalize=false")
 def ldawa_strategy(**kwargs: Any) -> LDAWA:
     return LDAWA(**kwargs)

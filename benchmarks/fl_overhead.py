@@ -20,12 +20,12 @@ from pathlib import Path
 import torch
 from rich.console import Console
 
-from avfed.components import build_augmentation, build_method, client_indices, data_splits
+from avfed.build import build_run
 from avfed.config import load_config
 from avfed.fl.simulation import parallel_clients, run_federated
 from avfed.runs import RunDir
 from avfed.seeding import derive_seed
-from avfed.training import train_ssl
+from avfed.tasks import TrainContext
 
 try:
     from common import append_section, markdown_table
@@ -40,22 +40,19 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def serial_round(cfg, server_round: int) -> tuple[float, float]:
-    """All clients' local training one after another in this process, no Flower."""
+    """All clients' local training one after another in this process, no Flower: the
+    same task calls a ClientApp makes, without the engine around them."""
     torch.set_num_threads(cfg.fl.client_cpus)
-    (train, _), = data_splits(cfg).values()
-    method = build_method(cfg)
-    start_state = {k: v.clone() for k, v in method.state_dict().items()}
-    augment = build_augmentation(cfg, train.images.shape[1])
+    built = build_run(cfg, with_strategy=False)
+    task = built.task
     start = time.perf_counter()
     train_total = 0.0
     for pid in range(cfg.fl.num_clients):
-        method.load_state_dict(start_state)
-        images = train.images[torch.from_numpy(client_indices(cfg, pid, cfg.fl.num_clients))]
-        seed = derive_seed(cfg.seed, server_round, pid)
-        torch.manual_seed(seed)
-        result = train_ssl(method, images, augment, cfg.train,
-                           generator=torch.Generator().manual_seed(seed))
-        train_total += result.seconds
+        task.model.load_state_dict(built.initial_state)
+        task.forget_client()
+        outcome = task.train(built.client_data(pid), TrainContext(
+            seed=derive_seed(cfg.seed, server_round, pid), server_round=server_round))
+        train_total += outcome.seconds
     return time.perf_counter() - start, train_total
 
 
@@ -82,7 +79,7 @@ def main() -> None:
     workers = parallel_clients(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         run = RunDir.create(cfg, Path(tmp) / "run")
-        run_federated(cfg, run)
+        run_federated(build_run(cfg), run)
         rounds = [r for r in read_jsonl(run.path / "metrics.jsonl") if r["round"] > 0]
         clients = read_jsonl(run.path / "clients.jsonl")
 

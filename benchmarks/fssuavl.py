@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import argparse
 
-import torch
 from common import append_section, markdown_table
 from compare_runs import Variant, compare, console, score_rows
 
-from avfed.components import build_augmentation, build_backbone, data_splits
+from avfed.build import RunParts, load_data, resolve_components
 from avfed.config import load_config
 from avfed.eval.supervised import supervised_accuracy
 
@@ -50,11 +49,13 @@ def supervised(recipe: str, seeds: list[int], epochs: int, extra: list[str]) -> 
     for seed in seeds:
         cfg = load_config(recipe, [f"seed={seed}", *extra])
         scores = {}
-        for modality, (train, test) in data_splits(cfg).items():
-            channels = int(train.images.shape[1])
-            torch.manual_seed(seed)
-            backbone = build_backbone(cfg, {modality: channels})
-            augment = build_augmentation(cfg, channels, modality)
+        splits = load_data(cfg)
+        resolved = resolve_components(cfg)
+        for modality, (train, test) in splits.items():
+            # the run's backbone with this modality's stem alone
+            parts = RunParts(cfg, {modality: (train, test)}, resolved)
+            backbone = parts.backbone()
+            augment = parts.augmentations()[modality]
             scores[f"{modality}_probe_acc"] = supervised_accuracy(
                 backbone, train, test, augment, epochs=epochs, modality=modality, seed=seed)
         console.print(f"{'supervised':<28} seed {seed}: {scores}")

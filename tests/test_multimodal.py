@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from avfed import models, ssl
-from avfed.components import client_modalities
+from avfed.build import build_run, client_modalities
 from avfed.config import TrainConfig, load_config
 from avfed.models.multimodal import use_modality
 from avfed.ssl.cross_modal import cross_modal_regularizer, label_pairs
@@ -84,8 +84,8 @@ def test_config_rejects_an_audio_source_in_the_image_slot():
     from avfed.config import ConfigError
 
     with pytest.raises(ConfigError, match="data.source must be an image source"):
-        load_config("simclr_digits", ["data.source=spoken_digits",
-                                      "data.audio_source=spoken_digits"])
+        build_run(load_config("simclr_digits", ["data.source=spoken_digits",
+                                                "data.audio_source=spoken_digits"]))
 
 
 def test_training_on_two_modalities_lowers_the_loss_and_touches_both_stems():

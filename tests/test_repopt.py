@@ -1,11 +1,9 @@
 """RepOpt: RepOptSGD on the plain model retraces SGD on the CSLA multi-branch model."""
 
-import ast
 import copy
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -25,6 +23,7 @@ from avfed.optim import (
     load_scales,
 )
 from avfed.optim.hypersearch import hyper_search, main
+from import_graph import avfed_imports, find_cycle, import_graph, module_files
 
 
 def _random_scales(name: str, seed: int) -> dict[str, torch.Tensor]:
@@ -357,44 +356,10 @@ def test_building_a_repopt_target_does_not_import_the_optimizers():
     assert out.stdout.strip() == "[]"
 
 
-def _avfed_imports(path: Path) -> set[str]:
-    """Every ``avfed.*`` module a file imports, at module level or inside functions."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.startswith("avfed")}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module.startswith("avfed"):
-                found.add(node.module)
-                found |= {f"{node.module}.{a.name}" for a in node.names}
-    return found
-
-
 def test_models_never_import_optim_and_models_optim_have_no_import_cycle():
-    import avfed
-
-    root = Path(avfed.__file__).parent
-    files = {f"avfed.{p.relative_to(root).with_suffix('').as_posix().replace('/', '.')}"
-             .removesuffix(".__init__"): p
-             for package in ("models", "optim") for p in (root / package).rglob("*.py")}
-    graph = {m: {i for i in _avfed_imports(p) if i in files and i != m}
-             for m, p in files.items()}
+    files = module_files("models", "optim")
     for module, path in files.items():
         if module.startswith("avfed.models"):
-            optim = {i for i in _avfed_imports(path) if i.startswith("avfed.optim")}
+            optim = {i for i in avfed_imports(path) if i.startswith("avfed.optim")}
             assert not optim, f"{module} imports {sorted(optim)}"
-    visiting: list[str] = []
-    done: set[str] = set()
-
-    def visit(module: str) -> None:
-        assert module not in visiting, f"import cycle: {visiting[visiting.index(module):]}"
-        if module in done:
-            return
-        visiting.append(module)
-        for target in graph[module]:
-            visit(target)
-        visiting.pop()
-        done.add(module)
-
-    for module in graph:
-        visit(module)
+    assert find_cycle(import_graph(files)) is None

@@ -32,33 +32,39 @@ def split_recipe(items: Sequence[str]) -> tuple[str, list[str]]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from avfed.components import build_method, data_splits
-    from avfed.fl.simulation import parallel_clients, run_federated
+    from avfed.build import build_run
+    from avfed.fl.simulation import check_resources, parallel_clients
     from avfed.runs import RunDir
 
     recipe, overrides = split_recipe(args.overrides)
     cfg = load_config(recipe, overrides)
-    splits = data_splits(cfg)  # fail fast on bad data, before any engine starts
-    build_method(cfg)  # and on a bad model / method argument
-    skipped = sum(len(train.skipped) for train, _ in splits.values())
-    if skipped:
-        console.print(f"[yellow]{skipped} unreadable files skipped[/yellow]")
+    if not args.central:
+        check_resources(cfg)
+    # everything a client would trip over fails here, before a run folder or an engine
+    built = build_run(cfg, with_strategy=not args.central)
+    if built.skipped_files:
+        console.print(f"[yellow]{len(built.skipped_files)} unreadable files skipped[/yellow]")
     run = RunDir.create(cfg, args.run_dir)
+    alpha = f", α={cfg.data.alpha}" if cfg.data.partitioner in ("dirichlet", "quantity") else ""
+    what = cfg.ssl.method if cfg.task.name == "ssl" else f"{cfg.task.name} task"
+    where = ("centralised" if args.central else
+             f"{cfg.fl.num_clients} clients ({cfg.data.partitioner}{alpha}) · "
+             f"{cfg.fl.strategy} · {parallel_clients(cfg)} clients in parallel")
     console.print(
-        f"[bold]avfed[/bold] {cfg.name}: {cfg.ssl.method} on "
+        f"[bold]avfed[/bold] {cfg.name}: {what} on "
         f"{' + '.join(filter(None, [cfg.data.source, cfg.data.audio_source]))} · "
-        f"{cfg.model.name} · {cfg.fl.num_clients} clients ({cfg.data.partitioner}"
-        f"{f', α={cfg.data.alpha}' if cfg.data.partitioner in ('dirichlet', 'quantity') else ''})"
-        f" · {cfg.fl.rounds} rounds × {cfg.train.local_epochs} local epochs · "
-        f"{cfg.fl.strategy} · {parallel_clients(cfg)} clients in parallel · seed {cfg.seed}"
+        f"{cfg.model.name} · {where} · {cfg.fl.rounds} rounds × {cfg.train.local_epochs} "
+        f"local epochs · seed {cfg.seed}"
     )
     console.print(f"run folder: {run.path}")
     if args.central:
         from avfed.central import run_central
 
-        summary = run_central(cfg, run)
+        summary = run_central(built, run)
     else:
-        summary = run_federated(cfg, run, verbose=args.verbose)
+        from avfed.fl.simulation import run_federated
+
+        summary = run_federated(built, run, verbose=args.verbose)
     print_summary(summary)
     return 0
 
@@ -69,7 +75,8 @@ SCORE_LABELS = {"knn_acc": "kNN top-1 (k=20)", "probe_acc": "linear probe"}
 def print_summary(summary: dict) -> None:
     table = Table(title=f"{summary['recipe']} · seed {summary['seed']} · "
                         f"{summary['rounds']} rounds · {summary['wall_s']:.0f} s")
-    trained = "centralised SSL" if summary.get("mode") == "centralised" else "federated SSL"
+    kind = "SSL" if summary.get("task", "ssl") == "ssl" else summary["task"]
+    trained = f"{'centralised' if summary.get('mode') == 'centralised' else 'federated'} {kind}"
     initial, final = summary.get("random_init") or {}, summary.get("final") or {}
     table.add_column("frozen backbone")
     table.add_column("random init", justify="right")
@@ -128,6 +135,27 @@ def _strategies(_: argparse.Namespace) -> int:
     return 0
 
 
+def _tasks(_: argparse.Namespace) -> int:
+    from avfed.tasks import list_tasks
+
+    _listing("tasks", list_tasks())
+    return 0
+
+
+def _optimizers(_: argparse.Namespace) -> int:
+    from avfed.optimizers import optimizer_registry
+
+    _listing("optimizers", optimizer_registry.describe())
+    return 0
+
+
+def _partitioners(_: argparse.Namespace) -> int:
+    from avfed.data.partition import partitioner_registry
+
+    _listing("partitioners", partitioner_registry.describe())
+    return 0
+
+
 def _config(args: argparse.Namespace) -> int:
     recipe, overrides = split_recipe(args.overrides)
     console.print(to_yaml(load_config(recipe, overrides)), end="")
@@ -153,17 +181,37 @@ def _data(args: argparse.Namespace) -> int:
 
 
 def _parse_value(text: str) -> object:
-    """``3`` → 3, ``0.5`` → 0.5, ``true`` → True, ``[1,1]`` → [1, 1]; anything else stays text."""
+    """``3`` → 3, ``0.5`` → 0.5, ``1e-3`` → 0.001, ``true`` → True, ``[1,1]`` → [1, 1];
+    anything else stays text. An empty or malformed value raises ValueError."""
     import yaml
 
-    return yaml.safe_load(text)
+    if not text.strip():
+        raise ValueError("no value after '='")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"not a value: {problem}") from None
+    if isinstance(value, str) and any(c.isdigit() for c in value):
+        try:  # YAML 1.1 reads exponent floats without a dot (1e-3) as text
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
 def _export(args: argparse.Namespace) -> int:
     import torch
 
     from avfed import models
-    from avfed.export import export_onnx, onnx_max_abs_diff
+    from avfed.export import (
+        check_input_runs,
+        check_model_args,
+        export_onnx,
+        load_backbone_weights,
+        onnx_max_abs_diff,
+        parse_input_shape,
+    )
     from avfed.models.reparam import randomize_bn_stats
 
     kwargs = {}
@@ -171,27 +219,26 @@ def _export(args: argparse.Namespace) -> int:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"bad --arg '{item}': expected key=value, e.g. width=16")
-        kwargs[key] = _parse_value(value)
-    try:
-        shape = tuple(int(v) for v in args.input_shape.split(","))
-    except ValueError:
-        raise ValueError(f"bad --input-shape '{args.input_shape}': expected C,H,W "
-                         "(or C,T,H,W for video), e.g. 1,64,96") from None
+        if key == "in_chans":
+            raise ValueError(f"bad --arg '{item}': the input channels are the first size of "
+                             "--input-shape")
+        try:
+            kwargs[key] = _parse_value(value)
+        except ValueError as err:
+            raise ValueError(f"bad --arg '{item}': {err}") from None
+    shape = parse_input_shape(args.input_shape)
+    check_model_args(args.model, {"in_chans": shape[0], **kwargs})
     model = models.create(args.model, in_chans=shape[0], **kwargs)
     if args.checkpoint:
-        from avfed.runs import load_checkpoint
-
-        state = load_checkpoint(args.checkpoint)
-        prefix = "backbone."
-        if any(k.startswith(prefix) for k in state):  # an SSL checkpoint: keep the backbone
-            state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        model.load_state_dict(state)
+        load_backbone_weights(model, args.checkpoint, args.model)
     elif args.check:
         randomize_bn_stats(model)  # a fresh BN would hide a wrong fold
     example = torch.randn(2, *shape)
+    check_input_runs(model, example, args.model)
     path = export_onnx(model, example, args.output, deploy=args.deploy)
     form = "deploy" if args.deploy else "train"
-    console.print(f"wrote {path} ({args.model}, {form} form, input [batch, {args.input_shape}])")
+    console.print(f"wrote {path} ({args.model}, {form} form, input "
+                  f"\\[batch, {','.join(map(str, shape))}])")
     if args.check:
         diff = onnx_max_abs_diff(model, path, example, deploy=args.deploy)
         console.print(f"onnxruntime vs torch: max |Δ| = {diff:.2e}")
@@ -236,13 +283,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("models", help="list registered models").set_defaults(func=_models)
     sub.add_parser("methods", help="list SSL methods").set_defaults(func=_methods)
     sub.add_parser("strategies", help="list aggregation strategies").set_defaults(func=_strategies)
+    sub.add_parser("tasks", help="list kinds of training").set_defaults(func=_tasks)
+    sub.add_parser("optimizers", help="list local optimizers").set_defaults(func=_optimizers)
+    sub.add_parser("partitioners", help="list data partitioners").set_defaults(
+        func=_partitioners)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from avfed.runs import RunFailed
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except RunFailed as err:
+        console.print(f"[red]error:[/red] {err}")
+        return 1
     except (ConfigError, FileNotFoundError, ImportError, KeyError, ValueError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         console.print(f"[red]error:[/red] {message}")

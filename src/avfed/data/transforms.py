@@ -8,7 +8,6 @@ Ray's actors for the same cores).
 from __future__ import annotations
 
 import kornia.augmentation as K
-import torch
 from torch import nn
 
 from avfed.config import AugmentConfig

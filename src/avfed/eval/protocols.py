@@ -1,11 +1,12 @@
-"""Frozen-feature evaluation of an SSL model: kNN, linear probe, retrieval,
-and the label-free RankMe score used to select a checkpoint without labels.
+"""Frozen-feature evaluation of an SSL model: kNN, linear probe, retrieval, and the
+label-free RankMe score used to select a checkpoint without labels.
 
 Features come from the method's ``embed`` (the backbone alone: the projector is
-discarded, as in every SSL protocol). Round 0 evaluates the initial weights, which makes it the randomly
-initialised baseline the trained model is compared with. A run with two modalities
-is evaluated on each, with the modality's name prefixed to every score
-(``image_knn_acc``, ``audio_probe_acc``); a single-modality run keeps the bare names.
+discarded, as in every SSL protocol). Round 0 evaluates the initial weights, which
+makes it the randomly initialised baseline the trained model is compared with. A
+run with two modalities is evaluated on each, with the modality's name prefixed to
+every score (``image_knn_acc``, ``audio_probe_acc``); a single-modality run keeps
+the bare names.
 """
 
 from __future__ import annotations

@@ -165,7 +165,8 @@ _MM_VIT_ARGS = ("args: patch_size, grid_size (each modality's position table, re
 
 
 @register_model("mm_vit_tiny", "ViT-Tiny trunk (dim 192, depth 12, 3 heads) shared by image "
-                f"and log-mel inputs, a patch embedding per modality; {_MM_VIT_ARGS}", multimodal=True)
+                f"and log-mel inputs, a patch embedding per modality; {_MM_VIT_ARGS}",
+                multimodal=True)
 def mm_vit_tiny(in_chans: int = 1, patch_size: int | tuple[int, int] = 4,
                 grid_size: int | tuple[int, int] = 8, pool: str = "cls",
                 drop_path: float = 0.0,

@@ -410,20 +410,23 @@ _PUBLISHED = "stem_stride=2 (published; 1 = CIFAR style)"
 _TINY = "stem_stride=1 (CIFAR style)"
 
 
-@register_model("repopt_vgg_tiny", f"RepOpt-VGG target, tiny layout (tests); {_ARGS}; {_TINY}")
+@register_model("repopt_vgg_tiny", f"RepOpt-VGG target, tiny layout (tests); {_ARGS}; {_TINY}",
+                repopt=True)
 def repopt_vgg_tiny(in_chans: int = 3, stem_stride: int = CIFAR_STEM_STRIDE,
                     scales: str | None = None, reinit: bool = True) -> nn.Module:
     return _target("repopt_vgg_tiny", in_chans, stem_stride, scales, reinit)
 
 
-@register_model("repopt_vgg_a0", f"RepOpt-VGG target, RepVGG-A0 layout; {_ARGS}; {_PUBLISHED}")
+@register_model("repopt_vgg_a0", f"RepOpt-VGG target, RepVGG-A0 layout; {_ARGS}; {_PUBLISHED}",
+                repopt=True)
 def repopt_vgg_a0(in_chans: int = 3, stem_stride: int = PUBLISHED_STEM_STRIDE,
                   scales: str | None = None, reinit: bool = True) -> nn.Module:
     """RepOpt-VGG-A0 as published (stride-2 stem); ``stem_stride=1`` for CIFAR style."""
     return _target("repopt_vgg_a0", in_chans, stem_stride, scales, reinit)
 
 
-@register_model("repopt_vgg_b1", f"RepOpt-VGG target, RepVGG-B1 layout; {_ARGS}; {_PUBLISHED}")
+@register_model("repopt_vgg_b1", f"RepOpt-VGG target, RepVGG-B1 layout; {_ARGS}; {_PUBLISHED}",
+                repopt=True)
 def repopt_vgg_b1(in_chans: int = 3, stem_stride: int = PUBLISHED_STEM_STRIDE,
                   scales: str | None = None, reinit: bool = True) -> nn.Module:
     """RepOpt-VGG-B1 as published (stride-2 stem); ``stem_stride=1`` for CIFAR style."""
@@ -431,14 +434,14 @@ def repopt_vgg_b1(in_chans: int = 3, stem_stride: int = PUBLISHED_STEM_STRIDE,
 
 
 @register_model("repopt_ghost_tiny", f"RepOpt-Ghost target, tiny layout (tests); {_ARGS}; "
-                f"{_TINY}")
+                f"{_TINY}", repopt=True)
 def repopt_ghost_tiny(in_chans: int = 3, stem_stride: int = CIFAR_STEM_STRIDE,
                       scales: str | None = None, reinit: bool = True) -> nn.Module:
     return _target("repopt_ghost_tiny", in_chans, stem_stride, scales, reinit)
 
 
 @register_model("repopt_ghost_0_5x", f"RepOpt-Ghost target, GhostNet 0.5× layout; {_ARGS}; "
-                f"{_PUBLISHED}")
+                f"{_PUBLISHED}", repopt=True)
 def repopt_ghost_0_5x(in_chans: int = 3, stem_stride: int = PUBLISHED_STEM_STRIDE,
                       scales: str | None = None, reinit: bool = True) -> nn.Module:
     """RepOpt-Ghost 0.5× as published (stride-2 stem); ``stem_stride=1`` for CIFAR style."""

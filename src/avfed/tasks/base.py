@@ -114,6 +114,7 @@ class Task(ABC):
     def forget_client(self) -> None:
         """Drop anything a previous client left in the task's modules (the engine calls
         it before each client's round; one process hosts many clients)."""
+        return None
 
     @abstractmethod
     def train(self, data: ClientData, context: TrainContext) -> TrainOutcome:

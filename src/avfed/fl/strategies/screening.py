@@ -36,12 +36,26 @@ def reference_shapes(arrays: ArrayRecord) -> dict[str, tuple[int, ...]]:
     return {key: tuple(array.shape) for key, array in arrays.items()}
 
 
+def client_error_message(reason: str) -> str:
+    """The client's own exception message out of the engine's error report.
+
+    The simulation engine reports a ClientApp exception as its type and the whole
+    remote traceback; the last ``Message: …`` (or the last line) is what names the cause.
+    """
+    text = reason.strip().removesuffix("'>").strip()
+    marker = "Message: "
+    if marker in text:
+        return text.rsplit(marker, 1)[1].strip() or text
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "unknown error"
+
+
 def screen_reply(
     msg: Message, expected: dict[str, tuple[int, ...]], weight_key: str
 ) -> str | None:
     """Return why ``msg`` must be excluded, or ``None`` if it is safe to aggregate."""
     if msg.has_error():
-        return f"client error: {msg.error.reason}"
+        return f"client error: {client_error_message(msg.error.reason)}"
     content = msg.content
     if len(content.array_records) != 1:
         return f"expected one ArrayRecord, got {len(content.array_records)}"

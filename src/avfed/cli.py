@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from avfed.config import ConfigError, builtin_recipes, load_config, to_yaml
@@ -297,11 +298,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except RunFailed as err:
-        console.print(f"[red]error:[/red] {err}")
+        console.print(f"[red]error:[/red] {escape(str(err))}")
         return 1
     except (ConfigError, FileNotFoundError, ImportError, KeyError, ValueError) as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        console.print(f"[red]error:[/red] {message}")
+        console.print(f"[red]error:[/red] {escape(str(message))}")
         return 2
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 from rich.console import Console
+from rich.markup import escape
 
 from avfed.build import BuiltRun
 from avfed.eval.rankme import selection_summary
@@ -92,7 +93,7 @@ class RoundReporter:
                 counts = ", ".join(f"{len(record.failures(k))} {k}" for k in FAILURE_KINDS
                                    if record.failures(k))
                 row["failures"] = describe_failures(record.rejected)
-                parts.append(f"[red]left out: {counts}[/red] ({row['failures']})")
+                parts.append(f"[red]left out: {counts}[/red] ({escape(row['failures'])})")
         if scores is not None:
             row.update(scores)
             label = "random init" if server_round == 0 else (

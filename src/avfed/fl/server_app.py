@@ -14,6 +14,7 @@ from typing import Any
 
 from flwr.app import ArrayRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
+from rich.markup import escape
 
 from avfed.build import BuiltRun, build_run
 from avfed.config import load_config
@@ -54,7 +55,7 @@ def serve(grid: Grid, built: BuiltRun, run: RunDir) -> dict[str, Any]:
             evaluate_fn=evaluate,
         )
     except RoundFailed as err:
-        console.print(f"[red]run stopped:[/red] {err}")
+        console.print(f"[red]run stopped:[/red] {escape(str(err))}")
         return reporter.finish(started, "failed", str(err))
     return reporter.finish(started)
 

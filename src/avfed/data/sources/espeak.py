@@ -16,9 +16,7 @@ import ctypes
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures import TimeoutError as FuturesTimeout
-from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
@@ -128,25 +126,45 @@ def _fork_each(requests: Sequence[dict[str, Any]]) -> list[bytes]:
     return results
 
 
+def _call_and_send(conn: Connection, fn: Callable[..., Any], args: tuple) -> None:
+    try:
+        result: tuple[str, Any] = ("ok", fn(*args))
+    except BaseException as err:  # noqa: BLE001 - handed to the parent, which re-raises
+        result = ("raised", err)
+    conn.send(result)
+    conn.close()
+
+
 def run_in_fresh_process(fn: Callable[..., Any], args: tuple, *, timeout: float,
                          what: str) -> Any:
     """``fn(*args)`` in a newly spawned process (a small clean process, safe to fork).
 
-    An executor rather than a ``multiprocessing.Pool``: if the worker dies (a crash
-    inside a C library, the OOM killer) a Pool waits forever for its lost task, while
-    the executor raises at once; a worker that outlives ``timeout`` is killed. Either
-    way the caller gets a ``RuntimeError`` naming ``what`` instead of a hang.
+    One process and a pipe rather than a ``multiprocessing.Pool``: if the worker dies
+    (a crash inside a C library, the OOM killer) a Pool waits forever for its lost
+    task, while a closed pipe is seen at once; a worker that outlives ``timeout`` is
+    killed. Either way the caller gets a ``RuntimeError`` naming ``what`` instead of a
+    hang. An exception raised by ``fn`` is re-raised here.
     """
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+    receiver, sender = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=_call_and_send, args=(sender, fn, args), daemon=True)
+    process.start()
+    sender.close()  # the child holds the only writer: its exit closes the pipe
+    try:
+        if not receiver.poll(timeout):
+            raise RuntimeError(f"{what}: no result within {timeout:.0f} s")
         try:
-            return pool.submit(fn, *args).result(timeout=timeout)
-        except BrokenProcessPool as err:
-            raise RuntimeError(f"{what}: the worker process died") from err
-        except FuturesTimeout as err:
-            for process in list((pool._processes or {}).values()):
-                process.kill()  # otherwise leaving the executor would wait for it
-            raise RuntimeError(f"{what}: no result within {timeout:.0f} s") from err
+            status, value = receiver.recv()
+        except EOFError:
+            raise RuntimeError(f"{what}: the worker process died") from None
+    finally:
+        if process.is_alive():
+            process.kill()
+        process.join()
+        receiver.close()
+    if status == "raised":
+        raise value
+    return value
 
 
 def speak_isolated(requests: Sequence[dict[str, Any]]) -> list[np.ndarray]:

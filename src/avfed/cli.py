@@ -60,8 +60,13 @@ def _run(args: argparse.Namespace) -> int:
     console.print(f"run folder: {run.path}")
     if args.central:
         from avfed.central import run_central
+        from avfed.lifecycle import StopOnSignal
 
-        summary = run_central(built, run)
+        def on_stop(signal_name: str) -> None:
+            run.mark_status("interrupted", signal=signal_name)
+
+        with StopOnSignal(on_stop):
+            summary = run_central(built, run)
     else:
         from avfed.fl.simulation import run_federated
 

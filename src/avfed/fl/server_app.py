@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shlex
 import time
+from collections.abc import Callable
 from typing import Any
 
 from flwr.app import ArrayRecord, Context, MetricRecord
@@ -57,15 +58,25 @@ def serve(grid: Grid, built: BuiltRun, run: RunDir) -> dict[str, Any]:
     except RoundFailed as err:
         console.print(f"[red]run stopped:[/red] {escape(str(err))}")
         return reporter.finish(started, "failed", str(err))
+    except Exception as err:
+        # a bug or a lost engine: record it in the run folder, then let Flower log it
+        reporter.finish(started, "failed", f"{type(err).__name__}: {err}")
+        raise
     return reporter.finish(started)
 
 
-def make_server_app(built: BuiltRun, run: RunDir) -> ServerApp:
+def make_server_app(built: BuiltRun, run: RunDir,
+                    on_finish: Callable[[], object] | None = None) -> ServerApp:
+    """A ServerApp for an already built run; ``on_finish`` is called when it is done."""
     server = ServerApp()
 
     @server.main()
     def main(grid: Grid, context: Context) -> None:
-        serve(grid, built, run)
+        try:
+            serve(grid, built, run)
+        finally:
+            if on_finish is not None:
+                on_finish()
 
     return server
 

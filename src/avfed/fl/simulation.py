@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -19,8 +22,14 @@ from avfed.build import BuiltRun
 from avfed.config import RunConfig
 from avfed.fl.client_app import app as client_app
 from avfed.fl.server_app import make_server_app
-from avfed.logging_utils import quiet_flower
+from avfed.lifecycle import StopOnSignal, call_with_time_limit, descendant_pids
+from avfed.logging_utils import get_logger, quiet_flower
 from avfed.runs import RunDir, RunFailed
+
+log = get_logger(__name__)
+# How long the engine may take to wind down after the ServerApp has finished before it
+# is stopped: a client still training in a round that timed out is not waited for.
+WIND_DOWN_S = 10.0
 
 
 def simulation_cpus(cfg: RunConfig) -> int:
@@ -63,6 +72,25 @@ def start_ray(cfg: RunConfig) -> None:
              **backend_config(cfg)["init_args"])
 
 
+def stop_client_actors() -> int:
+    """Kill this run's ClientApp actor processes; how many there were."""
+    killed = 0
+    for pid in descendant_pids():
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"ClientAppActor" in command:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+    if killed:
+        log.warning("stopped %d client(s) still training after the run ended", killed)
+    return killed
+
+
 def check_resources(cfg: RunConfig) -> None:
     if cfg.fl.client_cpus > simulation_cpus(cfg):
         raise ValueError(
@@ -86,18 +114,42 @@ def run_federated(built: BuiltRun, run: RunDir, verbose: bool = False) -> dict[s
     quiet_flower(verbose)
     os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
     start_ray(cfg)
+    server_done, engine_done = threading.Event(), threading.Event()
+
+    def engine() -> None:
+        try:
+            run_simulation(
+                server_app=make_server_app(built, run, on_finish=server_done.set),
+                client_app=client_app,
+                num_supernodes=cfg.fl.num_clients,
+                backend_config=backend_config(cfg),  # type: ignore[arg-type]
+                verbose_logging=verbose,
+            )
+        except BaseException as err:  # noqa: BLE001 - the summary file tells the outcome
+            log.error("the simulation engine stopped with %s: %s", type(err).__name__, err)
+        finally:
+            engine_done.set()
+
+    def on_stop(signal_name: str) -> None:
+        run.mark_status("interrupted", signal=signal_name)
+
     try:
-        run_simulation(
-            server_app=make_server_app(built, run),
-            client_app=client_app,
-            num_supernodes=cfg.fl.num_clients,
-            backend_config=backend_config(cfg),  # type: ignore[arg-type]
-            verbose_logging=verbose,
-        )
+        # The engine runs in a thread so that this (main) thread stays free to take a
+        # Ctrl-C, and can stop the engine once the ServerApp is done rather than wait
+        # for clients still busy with a round that has already timed out.
+        with StopOnSignal(on_stop, ray.shutdown):
+            threading.Thread(target=engine, daemon=True, name="avfed-simulation").start()
+            while not engine_done.wait(0.2):
+                if server_done.is_set() and not engine_done.wait(WIND_DOWN_S):
+                    # clients still busy with a round the server gave up on: end them,
+                    # so that Flower's engine finishes (and shuts Ray down) by itself
+                    stop_client_actors()
+                    engine_done.wait(WIND_DOWN_S)
+                    break
     finally:
-        # Flower shuts Ray down when its backend ends; if the run failed before that,
-        # do it here so the next run does not inherit an engine sized for this one.
-        ray.shutdown()
+        # Flower shuts Ray down when its backend ends; if the run failed (or its engine
+        # was left behind) do it here, so the next run starts from a clean engine.
+        call_with_time_limit(ray.shutdown, WIND_DOWN_S)
     summary_path = run.path / "summary.json"
     if not summary_path.is_file():
         raise RunFailed(f"the simulation ended without a summary; run with --verbose to see "

@@ -70,17 +70,17 @@ def test_audio_folder_resamples_and_skips_corrupt_and_empty(tmp_path):
 
 def test_image_folder_source_reports_skipped_files_through_the_catalog(image_tree):
     from avfed.config import DataConfig
-    from avfed.data.catalog import load_image_split
+    from avfed.data.catalog import load_split
 
     cfg = DataConfig(source="image_folder", root=str(image_tree), image_size=8,
                      test_fraction=0.34)
     with pytest.warns(UserWarning, match="broken.png"):
-        train, test = load_image_split(cfg, seed=0)
+        train, test = load_split(cfg, seed=0)
     assert len(train) + len(test) == 7
     assert set(test.labels) == {0, 1}  # stratified: both classes held out
     assert [s.path.name for s in train.skipped] == ["broken.png"]
     with pytest.raises(ValueError, match="data.root"):
-        load_image_split(DataConfig(source="image_folder"), seed=0)
+        load_split(DataConfig(source="image_folder"), seed=0)
 
 
 def _photo(size=96, seed=0):

@@ -129,8 +129,3 @@ def load_split(cfg: DataConfig, seed: int, source: str | None = None,
     name = source or cfg.source
     factory: Callable[..., ImageSplit] = data_sources.get(name)
     return factory(cfg, seed, root if source else cfg.root)
-
-
-def load_image_split(cfg: DataConfig, seed: int) -> ImageSplit:
-    """The split of ``cfg.source`` alone (kept for single-modality callers)."""
-    return load_split(cfg, seed)

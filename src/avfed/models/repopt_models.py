@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
 
 from avfed.models.registry import register_model
@@ -41,6 +40,7 @@ from avfed.models.repvgg import (
     default_stem_stride,
     vgg_strides,
 )
+from avfed.runs import load_checkpoint, save_checkpoint
 
 
 @dataclass(frozen=True)
@@ -255,15 +255,14 @@ def default_scales(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def load_scales(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a scale dict written by :func:`save_scales` (or the hyper-search CLI)."""
-    path = Path(path)
-    if not path.is_file():
+    if not Path(path).is_file():
         raise FileNotFoundError(f"no scales file at {path}")
-    return load_file(str(path))
+    return load_checkpoint(path)
 
 
 def save_scales(scales: Scales, path: str | Path) -> None:
-    """Write a scale dict to a safetensors file."""
-    save_file({k: v.detach().cpu().float().contiguous() for k, v in scales.items()}, str(path))
+    """Write a scale dict to a safetensors file (float32, whatever the search ran in)."""
+    save_checkpoint({k: v.float() for k, v in scales.items()}, path)
 
 
 def as_scales(source: ScalesSource, model: nn.Module) -> Scales:

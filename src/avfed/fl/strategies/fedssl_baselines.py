@@ -12,7 +12,7 @@ from typing import Any
 
 from flwr.serverapp.strategy import FedAvg
 
-from avfed.fl.client_merge import (
+from avfed.fl.protocol import (
     CLIENT_UPDATE_KEY,
     FEDEMA_LAMBDA_KEY,
     FEDEMA_TAU_KEY,

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from avfed.fl.aggregation import State, check_fraction, fedvssl
-from avfed.fl.client_merge import CLIENT_UPDATE_KEY, PARTIAL_PREFIXES_KEY
+from avfed.fl.protocol import CLIENT_UPDATE_KEY, PARTIAL_PREFIXES_KEY
 from avfed.fl.strategies.registry import register_strategy
 from avfed.fl.strategies.rule import RuleStrategy
 

@@ -32,7 +32,7 @@ from avfed.fl import strategies
 from avfed.fl.client_merge import rule_name
 from avfed.fl.strategies.base import ScreenedStrategyMixin
 from avfed.optimizers import make_optimizer, optimizer_registry
-from avfed.registry import schema_from_signature
+from avfed.registry import check_arguments, schema_from_signature
 from avfed.tasks import ClientData, Task, task_registry
 
 # Smallest client a task can train on: contrastive losses need a pair, BatchNorm a batch.
@@ -86,14 +86,8 @@ def resolve_components(cfg: RunConfig) -> ResolvedArgs:
                           "torch build sees no CUDA device; use device=cpu")
     from avfed.audio.augment import log_mel_view_augmentation
 
-    audio_schema = schema_from_signature(log_mel_view_augmentation)
-    audio_args = dict(cfg.augment.audio)
-    if audio_schema is not None:
-        from avfed.registry import Registry
-
-        checker: Registry[Any] = Registry("log-mel augmentation")
-        checker.register("log_mel", args=audio_schema)(log_mel_view_augmentation)
-        audio_args = checker.check_args("log_mel", audio_args, "augment.audio")
+    audio_args = check_arguments(schema_from_signature(log_mel_view_augmentation),
+                                 cfg.augment.audio, "augment.audio", "the log-mel augmentation")
     _check_modalities(cfg)
     return ResolvedArgs(
         model=models.model_registry.check_args(cfg.model.name, cfg.model.args, "model.args"),
@@ -220,11 +214,6 @@ class RunParts:
 
     def channels(self) -> dict[str, int]:
         return {m: int(train.images.shape[1]) for m, (train, _) in self.splits.items()}
-
-    def args(self, field_name: str, name: str) -> dict[str, Any]:
-        """Validated arguments of a component (``model.args``, ``ssl.args``, …)."""
-        return {"model.args": self.resolved.model, "ssl.args": self.resolved.ssl,
-                "task.args": self.resolved.task}[field_name]
 
     def backbone(self) -> nn.Module:
         """The recipe's backbone, seeded so that server and clients agree on its weights;

@@ -84,12 +84,15 @@ def print_summary(summary: dict) -> None:
     kind = "SSL" if summary.get("task", "ssl") == "ssl" else summary["task"]
     trained = f"{'centralised' if summary.get('mode') == 'centralised' else 'federated'} {kind}"
     initial, final = summary.get("random_init") or {}, summary.get("final") or {}
-    table.add_column("frozen backbone")
-    table.add_column("random init", justify="right")
-    table.add_column(trained, justify="right")
+    # the trivial baselines first: a result is only worth what it adds over them
+    columns = {**(summary.get("baselines") or {}), "random init": initial, trained: final}
+    table.add_column("score")
+    for name in columns:
+        table.add_column(name, justify="right")
     for key in final or initial:
-        table.add_row(SCORE_LABELS.get(key, key), f"{initial.get(key, float('nan')):.3f}",
-                      f"{final.get(key, float('nan')):.3f}")
+        table.add_row(SCORE_LABELS.get(key, key),
+                      *(f"{scores[key]:.3f}" if key in scores else "–"
+                        for scores in columns.values()))
     console.print(table)
     selection = summary.get("label_free_selection") or {}
     if selection:

@@ -100,25 +100,8 @@ class Registry(Generic[T]):
 
         Only the keys given are returned, so the factory's own defaults still apply.
         """
-        schema = self._schema(self.entry(name))
-        if schema is None:  # a factory that takes anything: nothing to check against
-            return dict(args)
-        valid = [f.name for f in dataclasses.fields(schema)]
-        for key in args:
-            if key not in valid:
-                raise ConfigError(
-                    f"invalid recipe field '{field}.{key}': {self.kind} '{name}' takes no "
-                    f"argument '{key}'; valid: {', '.join(valid) or '(none)'}")
-        try:
-            merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(dict(args)))
-        except OmegaConfBaseException as err:
-            key = getattr(err, "full_key", None) or "?"
-            message = str(err).splitlines()[0]
-            raise ConfigError(f"invalid recipe field '{field}.{key}' for {self.kind} "
-                              f"'{name}': {message}") from None
-        resolved = OmegaConf.to_container(merged, resolve=True)
-        assert isinstance(resolved, dict)
-        return {key: resolved[key] for key in args}
+        return check_arguments(self._schema(self.entry(name)), args, field,
+                               f"{self.kind} '{name}'")
 
     def _schema(self, entry: Entry[T]) -> type | None:
         if entry.args is not None:
@@ -127,6 +110,28 @@ class Registry(Generic[T]):
             entry._schema = schema_from_signature(entry.factory, self.injected)
             entry._derived = True
         return entry._schema
+
+
+def check_arguments(schema: type | None, args: Mapping[str, Any], field: str,
+                    owner: str) -> dict[str, Any]:
+    """Validate an argument mapping against a dataclass ``schema`` (``None``: anything
+    goes); errors name ``field.key`` and the ``owner`` that takes the arguments."""
+    if schema is None:
+        return dict(args)
+    valid = [f.name for f in dataclasses.fields(schema)]
+    for key in args:
+        if key not in valid:
+            raise ConfigError(f"invalid recipe field '{field}.{key}': {owner} takes no "
+                              f"argument '{key}'; valid: {', '.join(valid) or '(none)'}")
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(schema), OmegaConf.create(dict(args)))
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or "?"
+        message = str(err).splitlines()[0]
+        raise ConfigError(f"invalid recipe field '{field}.{key}' for {owner}: {message}") from None
+    resolved = OmegaConf.to_container(merged, resolve=True)
+    assert isinstance(resolved, dict)
+    return {key: resolved[key] for key in args}
 
 
 def _parameters(target: Callable[..., Any]) -> tuple[list[inspect.Parameter], dict[str, Any],

@@ -38,6 +38,9 @@ class RoundReporter:
         self.evals: dict[int, dict[str, float]] = {}
         self.failed: dict[str, int] = dict.fromkeys(FAILURE_KINDS, 0)
         self.final_state: dict[str, torch.Tensor] | None = None
+        self.baselines = self.task.baselines()
+        for name, scores in self.baselines.items():
+            console.print(f"baseline ({name}): {format_scores(scores)}")
         self.t0 = time.perf_counter()
 
     def on_round(self, record: RoundRecord) -> None:
@@ -119,6 +122,7 @@ class RoundReporter:
             "rounds_completed": max(self.rounds, default=0),
             "num_clients": cfg.fl.num_clients if self.federated else 1,
             "wall_s": round(time.perf_counter() - started, 2),
+            "baselines": self.baselines,
             "random_init": self.evals.get(0, {}),
             "final": self.evals.get(cfg.fl.rounds, {}),
             "label_free_selection": selection_summary(self.evals),

@@ -16,6 +16,7 @@ import torch
 
 from avfed.config import TrainConfig
 from avfed.models.multimodal import use_modality
+from avfed.optimizers import make_optimizer
 from avfed.ssl.base import SSLMethod
 
 
@@ -26,20 +27,6 @@ class TrainResult:
     num_examples: int
     seconds: float
     steps: int
-
-
-def make_optimizer(method: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    if cfg.optimizer == "repopt":
-        from avfed.optim import build_repopt_optimizer
-
-        return build_repopt_optimizer(method, cfg.repopt_scales, lr=cfg.lr,
-                                      momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    params = [p for p in method.parameters() if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-        )
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def _batch_plan(

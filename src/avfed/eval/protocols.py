@@ -47,6 +47,21 @@ def evaluate_backbone(
     return scores
 
 
+def raw_input_scores(splits: dict[str, tuple[ImageSet, ImageSet]],
+                     cfg: RunConfig) -> dict[str, float]:
+    """kNN and linear probe on the flattened inputs themselves: the trivial baseline a
+    learned representation has to beat before it can claim anything."""
+    scores: dict[str, float] = {}
+    for modality, (train, test) in splits.items():
+        train_x, test_x = train.images.flatten(1).float(), test.images.flatten(1).float()
+        prefix = f"{modality}_" if len(splits) > 1 else ""
+        scores[prefix + "knn_acc"] = knn_accuracy(train_x, train.labels, test_x, test.labels,
+                                                  cfg.eval.knn_k, cfg.eval.knn_temperature)
+        scores[prefix + "probe_acc"] = linear_probe_accuracy(
+            train_x, train.labels, test_x, test.labels, cfg.eval.probe_max_iter)
+    return scores
+
+
 def evaluate_all(method: SSLMethod, splits: dict[str, tuple[ImageSet, ImageSet]],
                  cfg: RunConfig) -> dict[str, float]:
     """Scores for every modality of the run (prefixed when there are several)."""

@@ -116,6 +116,12 @@ class Task(ABC):
         it before each client's round; one process hosts many clients)."""
         return None
 
+    def baselines(self) -> dict[str, dict[str, float]]:
+        """Named reference scores computed without training (``{"raw input": {...}}``),
+        printed beside the run's results so that no number is shown without the trivial
+        baseline it must beat; same keys as :meth:`evaluate`."""
+        return {}
+
     @abstractmethod
     def train(self, data: ClientData, context: TrainContext) -> TrainOutcome:
         """Train ``self.model`` on ``data`` for one round."""

@@ -10,7 +10,7 @@ import torch
 
 from avfed import ssl
 from avfed.audio.augment import reset_mixup_memories
-from avfed.eval.protocols import evaluate_all
+from avfed.eval.protocols import evaluate_all, raw_input_scores
 from avfed.ssl.base import SSLMethod
 from avfed.ssl.cross_modal import cross_modal_regularizer, label_pairs
 from avfed.tasks.base import (
@@ -41,7 +41,7 @@ class SSLTask(Task):
         backbone = parts.backbone()
         self.method: SSLMethod = ssl.create(
             cfg.ssl.method, backbone, projection_dim=cfg.ssl.projection_dim,
-            hidden_dim=cfg.ssl.hidden_dim, **parts.args("ssl.args", cfg.ssl.method))
+            hidden_dim=cfg.ssl.hidden_dim, **parts.resolved.ssl)
         self.model = self.method.to(cfg.device)
         self.augment = {m: a.to(cfg.device) for m, a in parts.augmentations().items()}
 
@@ -66,6 +66,9 @@ class SSLTask(Task):
 
     def evaluate(self) -> dict[str, float]:
         return evaluate_all(self.method, self.splits, self.cfg)
+
+    def baselines(self) -> dict[str, dict[str, float]]:
+        return {"raw input": raw_input_scores(self.splits, self.cfg)}
 
     def _cross_modal_term(self, data: ClientData, seed: int) -> Regularizer | None:
         """FSSUAVL's auxiliary pair term, for clients holding both modalities."""

@@ -21,9 +21,10 @@ import argparse
 from common import append_section, markdown_table
 from compare_runs import Variant, compare, console, score_rows
 
-from avfed.build import RunParts, load_data, resolve_components
+from avfed.build import load_data, resolve_components
 from avfed.config import load_config
 from avfed.eval.supervised import supervised_accuracy
+from avfed.tasks.parts import RunParts
 
 KEYS = ["image_knn_acc", "image_probe_acc", "audio_knn_acc", "audio_probe_acc"]
 

@@ -8,6 +8,7 @@ from flwr.app.metadata import Metadata
 from avfed.fl import strategies
 from avfed.fl.strategies.base import RoundFailed
 from avfed.fl.strategies.screening import reference_shapes
+from avfed.rounds import RoundRecord
 
 GLOBAL = ArrayRecord(
     {"w": Array(np.zeros((2, 2), np.float32)), "b": Array(np.zeros(2, np.float32))}
@@ -105,7 +106,7 @@ def test_nodes_that_did_not_reply_are_counted_as_timed_out():
     seen = []
     strategy = _strategy(on_round=seen.append)
     strategy._asked = [11, 12, 13]  # what configure_train records: the nodes it asked
-    strategy.rounds[1] = strategies.base.RoundRecord(1, 0.0, asked=3)
+    strategy.rounds[1] = RoundRecord(1, 0.0, asked=3)
     arrays, _ = strategy.aggregate_train(1, [_reply([[2, 2], [2, 2]], [0, 0], 10, 0, 11)])
     assert arrays is not None
     timed_out = seen[0].failures("timeout")

@@ -16,24 +16,22 @@ import importlib
 import os
 import sys
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 from flwr.serverapp.strategy import Strategy
-from torch import nn
 
 from avfed import models, ssl
 from avfed.config import ConfigError, RunConfig
 from avfed.data.catalog import MODALITIES, ImageSplit, data_sources, load_split, source_modality
 from avfed.data.partition import partitioner_registry
-from avfed.data.transforms import image_view_augmentation
 from avfed.fl import strategies
 from avfed.fl.client_merge import rule_name
 from avfed.fl.strategies.base import ScreenedStrategyMixin
 from avfed.optimizers import make_optimizer, optimizer_registry
 from avfed.registry import check_arguments, schema_from_signature
 from avfed.tasks import ClientData, Task, task_registry
+from avfed.tasks.parts import ResolvedArgs, RunParts
 
 # Smallest client a task can train on: contrastive losses need a pair, BatchNorm a batch.
 MIN_CLIENT_EXAMPLES = 2
@@ -56,17 +54,6 @@ def import_plugins(modules: list[str]) -> None:
                 f"invalid recipe field 'plugins': cannot import '{name}' ({err}); the module "
                 "must be importable from the working directory or the installed packages"
             ) from None
-
-
-@dataclass
-class ResolvedArgs:
-    """Every component's arguments, validated against its registered schema."""
-
-    model: dict[str, Any]
-    ssl: dict[str, Any]
-    strategy: dict[str, Any]
-    task: dict[str, Any]
-    audio_augment: dict[str, Any]
 
 
 def resolve_components(cfg: RunConfig) -> ResolvedArgs:
@@ -202,41 +189,6 @@ def partition_clients(cfg: RunConfig, splits: dict[str, ImageSplit],
                     "needed); use fewer clients or a milder split")
             per_client[client][modality] = part
     return per_client
-
-
-@dataclass
-class RunParts:
-    """What a task factory builds from: the config, the data and validated arguments."""
-
-    cfg: RunConfig
-    splits: dict[str, ImageSplit]
-    resolved: ResolvedArgs
-
-    def channels(self) -> dict[str, int]:
-        return {m: int(train.images.shape[1]) for m, (train, _) in self.splits.items()}
-
-    def backbone(self) -> nn.Module:
-        """The recipe's backbone, seeded so that server and clients agree on its weights;
-        a multi-modal backbone gets one stem per run modality."""
-        cfg = self.cfg
-        channels = self.channels()
-        kwargs = dict(self.resolved.model)
-        if models.model_registry.meta(cfg.model.name, "repopt", False) and (
-                cfg.train.repopt_scales):
-            # a RepOpt target starts from the same scales its optimizer multiplies by
-            kwargs.setdefault("scales", cfg.train.repopt_scales)
-        if models.model_registry.meta(cfg.model.name, "multimodal", False):
-            kwargs["modalities"] = channels
-        torch.manual_seed(cfg.seed)
-        return models.create(cfg.model.name, in_chans=next(iter(channels.values())), **kwargs)
-
-    def augmentations(self) -> dict[str, nn.Module]:
-        """One random view per call, for each modality of the run."""
-        from avfed.audio.augment import log_mel_view_augmentation
-
-        return {m: (log_mel_view_augmentation(**self.resolved.audio_augment) if m == "audio"
-                    else image_view_augmentation(self.cfg.augment, self.cfg.data.image_size, c))
-                for m, c in self.channels().items()}
 
 
 @dataclass

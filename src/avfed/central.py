@@ -15,9 +15,8 @@ from typing import Any
 import torch
 
 from avfed.build import BuiltRun
-from avfed.fl.protocol import LOSS_KEY, PARTITION_KEY, WEIGHT_KEY
-from avfed.fl.strategies.base import RoundRecord
 from avfed.reporting import RoundReporter
+from avfed.rounds import LOSS_KEY, PARTITION_KEY, WEIGHT_KEY, RoundRecord
 from avfed.runs import RunDir
 from avfed.seeding import derive_seed, seed_everything
 from avfed.tasks import TrainContext

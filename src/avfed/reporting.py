@@ -19,8 +19,7 @@ from rich.markup import escape
 
 from avfed.build import BuiltRun
 from avfed.eval.rankme import selection_summary
-from avfed.fl.protocol import LOSS_KEY, WEIGHT_KEY
-from avfed.fl.strategies.base import RoundRecord, describe_failures
+from avfed.rounds import LOSS_KEY, WEIGHT_KEY, RoundRecord, describe_failures
 from avfed.runs import RunDir, save_checkpoint
 
 console = Console(highlight=False, soft_wrap=True)

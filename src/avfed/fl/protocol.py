@@ -13,6 +13,9 @@ import json
 from flwr.app import ConfigRecord
 
 from avfed.config import RunConfig, config_from_dict, to_dict
+from avfed.rounds import LOSS_KEY as LOSS_KEY
+from avfed.rounds import PARTITION_KEY as PARTITION_KEY
+from avfed.rounds import WEIGHT_KEY as WEIGHT_KEY
 
 # record names inside a message's RecordDict
 ARRAYS = "arrays"
@@ -30,10 +33,8 @@ FEDU_THRESHOLD_KEY = "fedu-threshold"
 PREDICTOR_PREFIX_KEY = "predictor-prefix"
 PROXIMAL_MU_KEY = "proximal-mu"  # Flower's FedProx sends this
 
-# metrics a client reply carries
-WEIGHT_KEY = "num-examples"
-LOSS_KEY = "loss"
-PARTITION_KEY = "partition-id"
+# the metrics a client reply carries are named where every round is booked:
+# avfed.rounds (LOSS_KEY, PARTITION_KEY, WEIGHT_KEY), re-exported here
 
 
 def config_record(cfg: RunConfig) -> ConfigRecord:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from avfed.registry import Registry
 from avfed.tasks.base import Task
 
-# a task factory takes the run's parts (avfed.build.RunParts) plus its task.args
+# a task factory takes the run's parts (avfed.tasks.parts.RunParts) plus its task.args
 task_registry: Registry[Task] = Registry("task", injected=("parts",))
 register_task = task_registry.register
 

@@ -3,8 +3,6 @@ run's backbone, evaluated by frozen-feature kNN, linear probe and RankMe."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import torch
 
@@ -22,11 +20,9 @@ from avfed.tasks.base import (
     TrainOutcome,
     combine_regularizers,
 )
+from avfed.tasks.parts import RunParts
 from avfed.tasks.registry import register_task
 from avfed.training import train_ssl
-
-if TYPE_CHECKING:
-    from avfed.build import RunParts
 
 
 class SSLTask(Task):

@@ -15,44 +15,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from logging import WARNING
 from typing import Any
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 
-from avfed.fl.protocol import PARTITION_KEY
-from avfed.fl.strategies.screening import Rejection, reference_shapes, screen_replies
+from avfed.fl.strategies.screening import reference_shapes, screen_replies
 from avfed.logging_utils import get_logger
+from avfed.rounds import PARTITION_KEY, Rejection, RoundRecord, describe_failures
 
 log = get_logger(__name__)
 
 
 class RoundFailed(RuntimeError):
     """Too few clients of a round produced a usable update; the run cannot go on."""
-
-
-@dataclass
-class RoundRecord:
-    server_round: int
-    started: float
-    replies_at: float = 0.0
-    asked: int = 0
-    clients: list[dict[str, Any]] = field(default_factory=list)
-    rejected: list[Rejection] = field(default_factory=list)
-
-    def failures(self, kind: str) -> list[Rejection]:
-        return [r for r in self.rejected if r.kind == kind]
-
-
-def describe_failures(rejected: list[Rejection]) -> str:
-    """The first reason of each kind with the ids of the clients it hit."""
-    by_reason: dict[str, list[str]] = {}
-    for bad in rejected:
-        by_reason.setdefault(bad.reason, []).append(bad.client)
-    return "; ".join(f"{reason} (client{'s' if len(ids) > 1 else ''} {', '.join(ids)})"
-                     for reason, ids in by_reason.items())
 
 
 class ScreenedStrategyMixin:

@@ -8,28 +8,11 @@ non-finite value, or claims a non-positive / non-finite example count.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import numpy as np
 from flwr.app import ArrayRecord, Message
 
-
-@dataclass
-class Rejection:
-    """A client left out of a round: ``kind`` is ``error`` (it raised), ``timeout`` (no
-    reply in time) or ``rejected`` (its update failed screening)."""
-
-    node_id: int
-    reason: str
-    kind: str = "rejected"
-    partition_id: int | None = None
-
-    @property
-    def client(self) -> str:
-        """How logs name the client: its partition id when known, and its node id."""
-        if self.partition_id is None:
-            return f"node {self.node_id}"
-        return f"{self.partition_id} (node {self.node_id})"
+from avfed.rounds import Rejection
 
 
 def reference_shapes(arrays: ArrayRecord) -> dict[str, tuple[int, ...]]:

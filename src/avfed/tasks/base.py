@@ -122,6 +122,12 @@ class Task(ABC):
         baseline it must beat; same keys as :meth:`evaluate`."""
         return {}
 
+    def evaluate_local(self, data: ClientData) -> dict[str, float] | None:
+        """Score the current model on one client's own held-out data (federated
+        evaluation, as FL papers report personalisation gaps); ``None`` when this kind
+        of training has no per-client score."""
+        return None
+
     @abstractmethod
     def train(self, data: ClientData, context: TrainContext) -> TrainOutcome:
         """Train ``self.model`` on ``data`` for one round."""

@@ -257,6 +257,23 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    """Redraw one run folder's plots, or overlay the curves of several runs."""
+    from avfed.plots import draw_overlay, draw_run
+
+    if len(args.run_dirs) == 1:
+        paths = draw_run(args.run_dirs[0])
+        if args.out is not None:
+            paths.append(draw_overlay(args.run_dirs, args.out))
+        if not paths:
+            console.print(f"nothing to plot in {escape(args.run_dirs[0])}")
+        for path in paths:
+            console.print(escape(str(path)))
+        return 0
+    console.print(escape(str(draw_overlay(args.run_dirs, args.out or "report.png"))))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avfed", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -288,6 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--no-check", dest="check", action="store_false",
                         help="skip the onnxruntime comparison")
     export.set_defaults(func=_export)
+    report = sub.add_parser("report", help="plot run folders: one → its plots/ folder, "
+                            "several → one overlay of their curves")
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run folder(s)")
+    report.add_argument("--out", default=None,
+                        help="overlay PNG to write (default with several runs: report.png)")
+    report.set_defaults(func=_report)
     sub.add_parser("recipes", help="list built-in recipes").set_defaults(func=_recipes)
     sub.add_parser("models", help="list registered models").set_defaults(func=_models)
     sub.add_parser("methods", help="list SSL methods").set_defaults(func=_methods)

@@ -1,9 +1,10 @@
 """Plugins the engine tests name in ``plugins=[example_plugins]``.
 
 ``ExampleClassifierTask`` is the smallest complete task: a backbone plus a linear head
-trained with cross-entropy on the client's labels, scored by test accuracy. It shows
-everything a new kind of training implements (``train`` and ``evaluate``; the engine
-does the rest). ``FlakyTask`` adds failures on chosen clients, and ``exploding_cnn`` is
+trained with cross-entropy on the client's labels, scored by test accuracy (central,
+and per client with ``fl.federated_eval``). It shows everything a new kind of training
+implements (``train`` and ``evaluate``, optionally ``evaluate_local``; the engine does
+the rest). ``FlakyTask`` adds failures on chosen clients, and ``exploding_cnn`` is
 a model whose training forward pass raises, to test how runs fail.
 """
 
@@ -54,6 +55,14 @@ class ExampleClassifierTask(Task):
         self.model.eval()
         predicted = self.model(test.images).argmax(1).numpy()
         return {"accuracy": float((predicted == test.labels).mean())}
+
+    @torch.no_grad()
+    def evaluate_local(self, data: ClientData) -> dict[str, float]:
+        """Accuracy on one client's held-out examples (federated evaluation)."""
+        (modality, x), = data.inputs.items()
+        self.model.eval()
+        predicted = self.model(x).argmax(1).numpy()
+        return {"accuracy": float((predicted == data.labels[modality]).mean())}
 
 
 class FlakyTask(ExampleClassifierTask):

@@ -8,6 +8,8 @@ Ray or any SuperNode is involved, so whatever a client would trip over is an err
 start-up, with the field to fix, and no empty run folder is left behind. Clients call
 the same function (without the strategy) and cache the result per process, so every
 node derives the same partitions and initial weights from the same config and seed.
+With ``fl.federated_eval`` the held-out split is dealt out among the clients too
+(:func:`partition_test_clients`), for the clients to score the global model on.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from flwr.serverapp.strategy import Strategy
 from avfed import models, ssl
 from avfed.config import ConfigError, RunConfig
 from avfed.data.catalog import MODALITIES, ImageSplit, data_sources, load_split, source_modality
-from avfed.data.partition import partitioner_registry
+from avfed.data.partition import iid, partitioner_registry
 from avfed.fl import strategies
 from avfed.fl.client_merge import rule_name
 from avfed.fl.strategies.base import ScreenedStrategyMixin
@@ -35,6 +37,9 @@ from avfed.tasks.parts import ResolvedArgs, RunParts
 
 # Smallest client a task can train on: contrastive losses need a pair, BatchNorm a batch.
 MIN_CLIENT_EXAMPLES = 2
+# Added to the training partition's seed when the held-out split is dealt out, so the
+# two splits are drawn independently (and reproducibly).
+TEST_PARTITION_SEED_OFFSET = 7919
 
 
 def import_plugins(modules: list[str]) -> None:
@@ -191,6 +196,53 @@ def partition_clients(cfg: RunConfig, splits: dict[str, ImageSplit],
     return per_client
 
 
+def partition_test_clients(cfg: RunConfig, splits: dict[str, ImageSplit], num_partitions: int
+                           ) -> tuple[list[dict[str, np.ndarray]], list[str]]:
+    """``[{modality: indices into that modality's test split}]`` per client, and notes.
+
+    The held-out split is dealt out by the recipe's partitioner among the same clients
+    as the training split, with its own seed. When the partitioner cannot split it (it
+    is smaller: too few examples or groups for the clients), it is dealt out uniformly
+    at random instead, and clients beyond its size get none of it; the notes say so. A
+    client holding no held-out example is skipped when the clients evaluate.
+    """
+    holders = client_modalities(cfg, num_partitions)
+    per_client: list[dict[str, np.ndarray]] = [{} for _ in range(num_partitions)]
+    notes: list[str] = []
+    grouped = partitioner_registry.meta(cfg.data.partitioner, "by") == "groups"
+    params = {"alpha": cfg.data.alpha, "classes_per_client": cfg.data.classes_per_client}
+    factory = partitioner_registry.get(cfg.data.partitioner)
+    for modality, (_, test) in splits.items():
+        clients = [c for c in range(num_partitions) if modality in holders[c]]
+        if not clients:
+            continue
+        seed = cfg.seed + MODALITIES.index(modality) + TEST_PARTITION_SEED_OFFSET
+        try:
+            ids = test.groups if grouped else test.labels
+            if ids is None:
+                raise ValueError(f"the {modality} test split has no groups")
+            parts = factory(np.asarray(ids), len(clients), seed, params)
+        except ValueError as err:
+            dealt = min(len(clients), len(test))
+            parts = [*iid(len(test), dealt, seed),
+                     *[np.zeros(0, np.int64)] * (len(clients) - dealt)]
+            notes.append(f"data.partitioner={cfg.data.partitioner} cannot split the "
+                         f"{len(test)} held-out {modality} examples among {len(clients)} "
+                         f"clients ({err}); dealt out uniformly at random instead")
+        for client, part in zip(clients, parts, strict=True):
+            per_client[client][modality] = np.asarray(part, np.int64)
+    empty = [c for c, held in enumerate(per_client) if sum(map(len, held.values())) == 0]
+    if empty:
+        notes.append(f"{len(empty)} of {num_partitions} clients hold no held-out example "
+                     f"and are skipped in federated evaluation (clients {_id_list(empty)})")
+    return per_client, notes
+
+
+def _id_list(ids: list[int], limit: int = 10) -> str:
+    shown = ", ".join(map(str, ids[:limit]))
+    return shown + (f", … ({len(ids) - limit} more)" if len(ids) > limit else "")
+
+
 @dataclass
 class BuiltRun:
     """A run ready to start: its data, partitions, task and (on the server) strategy."""
@@ -201,6 +253,9 @@ class BuiltRun:
     initial_state: dict[str, torch.Tensor]
     strategy: Strategy | None = None
     _partitions: dict[int, list[dict[str, np.ndarray]]] = field(default_factory=dict)
+    _test_partitions: dict[int, list[dict[str, np.ndarray]]] = field(default_factory=dict)
+    # what start-up found about the held-out split's partition (federated evaluation)
+    test_partition_notes: list[str] = field(default_factory=list)
 
     @property
     def has_private_state(self) -> bool:
@@ -217,16 +272,36 @@ class BuiltRun:
         indices = self.partitions(num_partitions)[partition_id]
         return self._data(partition_id, indices)
 
+    def test_partitions(self, num_partitions: int | None = None) -> list[dict[str, np.ndarray]]:
+        """Every client's share of the held-out split (see :func:`partition_test_clients`)."""
+        num = num_partitions or self.cfg.fl.num_clients
+        if num not in self._test_partitions:
+            self._test_partitions[num], notes = partition_test_clients(self.cfg, self.splits,
+                                                                       num)
+            if num == self.cfg.fl.num_clients:
+                self.test_partition_notes = notes
+        return self._test_partitions[num]
+
+    def client_test_data(self, partition_id: int, num_partitions: int | None = None
+                         ) -> ClientData:
+        """A client's held-out examples, for federated evaluation; ``indices`` are
+        positions in the test split, and a modality the client holds no held-out example
+        of is left out (``num_examples`` is 0 when it holds none at all)."""
+        indices = {m: idx for m, idx in self.test_partitions(num_partitions)[partition_id]
+                   .items() if len(idx)}
+        return self._data(partition_id, indices, split=1)
+
     def pooled_data(self) -> ClientData:
         """All training data as one client (centralised runs)."""
         return self._data(0, {m: np.arange(len(train)) for m, (train, _) in self.splits.items()})
 
-    def _data(self, client_id: int, indices: dict[str, np.ndarray]) -> ClientData:
+    def _data(self, client_id: int, indices: dict[str, np.ndarray], split: int = 0
+              ) -> ClientData:
         return ClientData(
             client_id=client_id,
-            inputs={m: self.splits[m][0].images[torch.from_numpy(idx)]
+            inputs={m: self.splits[m][split].images[torch.from_numpy(idx)]
                     for m, idx in indices.items()},
-            labels={m: self.splits[m][0].labels[idx] for m, idx in indices.items()},
+            labels={m: self.splits[m][split].labels[idx] for m, idx in indices.items()},
             indices=dict(indices),
         )
 
@@ -248,15 +323,23 @@ def build_run(cfg: RunConfig, *, with_strategy: bool = True) -> BuiltRun:
     task = task_registry.get(cfg.task.name)(parts, **resolved.task)
     initial = {k: v.detach().clone() for k, v in task.model.state_dict().items()}
     make_optimizer(task.model, cfg.train)  # a model the optimizer cannot train fails here
+    if cfg.fl.federated_eval:
+        _check_federated_eval(cfg, task)
     strategy = None
     if with_strategy:
+        # without federated evaluation, evaluation is central only (on held-out data)
+        evaluation: dict[str, float] = {"fraction_evaluate": 0.0}
+        if cfg.fl.federated_eval:
+            evaluation = {"fraction_evaluate": cfg.fl.fraction_evaluate,
+                          "min_evaluate_nodes": max(1, round(cfg.fl.fraction_evaluate
+                                                             * cfg.fl.num_clients))}
         strategy = strategies.create(
             cfg.fl.strategy,
             fraction_train=cfg.fl.fraction_train,
-            fraction_evaluate=0.0,  # evaluation is central, on held-out data
             min_train_nodes=max(cfg.fl.min_clients,
                                 round(cfg.fl.fraction_train * cfg.fl.num_clients)),
             min_available_nodes=cfg.fl.num_clients,
+            **evaluation,
             **resolved.strategy,
         )
         if not isinstance(strategy, ScreenedStrategyMixin):
@@ -265,12 +348,25 @@ def build_run(cfg: RunConfig, *, with_strategy: bool = True) -> BuiltRun:
                 f"{type(strategy).__name__}, which does not screen client updates; put "
                 "avfed.fl.strategies.base.ScreenedStrategyMixin first in its bases")
         strategy.min_accepted = cfg.fl.min_clients
+        # clients evaluate in the rounds the central evaluation runs in
+        strategy.evaluate_every, strategy.last_round = cfg.fl.eval_every, cfg.fl.rounds
         try:
             rule_name(strategy.client_config(1))
         except KeyError as err:
             raise ConfigError(f"invalid recipe field 'fl.strategy': {err.args[0]}") from None
     built = BuiltRun(cfg, splits, task, initial, strategy)
     built._partitions[cfg.fl.num_clients] = built_partitions
+    if cfg.fl.federated_eval:
+        built.test_partitions()  # the reporter prints its notes when the run starts
     return built
+
+
+def _check_federated_eval(cfg: RunConfig, task: Task) -> None:
+    """Federated evaluation needs a task that scores a client's own held-out data."""
+    if type(task).evaluate_local is Task.evaluate_local:
+        raise ConfigError(
+            f"invalid recipe field 'fl.federated_eval': the {cfg.task.name} task has no "
+            "per-client score (Task.evaluate_local); set fl.federated_eval=false or use a "
+            "task that implements it")
 
 

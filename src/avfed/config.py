@@ -124,6 +124,11 @@ class FLConfig:
     # accepted client updates a round needs; a round with fewer stops the run with the
     # clients' errors (1 = stop only when every client of a round failed)
     min_clients: int = 1
+    # federated evaluation: the global model is also scored by (a fraction of) the
+    # clients on their own share of the held-out split, in the rounds the central
+    # evaluation runs; needs a task with an evaluate_local
+    federated_eval: bool = False
+    fraction_evaluate: float = 1.0
 
 
 @dataclass
@@ -299,6 +304,7 @@ _CHECKS: list[tuple[str, Any, str]] = [
     ("fl.rounds", lambda v: v >= 1, "must be >= 1"),
     ("fl.num_clients", lambda v: v >= 1, "must be >= 1"),
     ("fl.fraction_train", lambda v: 0.0 < v <= 1.0, "must be in (0, 1]"),
+    ("fl.fraction_evaluate", lambda v: 0.0 < v <= 1.0, "must be in (0, 1]"),
     ("fl.client_cpus", lambda v: v >= 1, "must be >= 1"),
     ("fl.client_gpus", lambda v: v >= 0, "must be >= 0"),
     ("fl.sim_cpus", lambda v: v >= 0, "must be >= 0 (0 = all cores)"),

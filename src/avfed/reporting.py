@@ -6,6 +6,14 @@ reporter what happened in a round (:meth:`RoundReporter.on_round`) and hands it 
 model after the round (:meth:`RoundReporter.after_round`); the reporter evaluates every
 ``fl.eval_every`` rounds, checkpoints, prints one line per round and writes the
 summary. Both kinds of run therefore produce the same files with the same columns.
+
+With ``fl.federated_eval`` the strategy also hands over each round of federated
+evaluation (:meth:`RoundReporter.on_evaluate`): the per-client scores go to
+``clients_eval.csv`` / ``.jsonl``, and their distribution over the clients
+(``fed_<score>_weighted_mean``, ``_mean``, ``_worst_10pct``, ``_min``, ``fed_clients``
+and the clients left out, ``fed_clients_<kind>``) to that round's ``metrics.csv`` row,
+beside the central score; ``summary.json`` gets the last evaluated round's
+distribution as ``federated_eval``.
 """
 
 from __future__ import annotations
@@ -19,12 +27,14 @@ from rich.markup import escape
 
 from avfed.build import BuiltRun
 from avfed.eval.rankme import selection_summary
-from avfed.rounds import LOSS_KEY, WEIGHT_KEY, RoundRecord, describe_failures
-from avfed.runs import RunDir, save_checkpoint
+from avfed.rounds import LOSS_KEY, WEIGHT_KEY, RoundRecord, describe_failures, score_distribution
+from avfed.runs import MetricsLog, RunDir, save_checkpoint
 
 console = Console(highlight=False, soft_wrap=True)
 
 FAILURE_KINDS = ("error", "timeout", "rejected")
+# a client asked to evaluate can also hold no held-out example
+EVAL_FAILURE_KINDS = (*FAILURE_KINDS, "skipped")
 
 
 class RoundReporter:
@@ -40,6 +50,15 @@ class RoundReporter:
         self.baselines = self.task.baselines()
         for name, scores in self.baselines.items():
             console.print(f"baseline ({name}): {format_scores(scores)}")
+        # federated evaluation: per-client rows, and per round the scores' distribution
+        self.clients_eval: MetricsLog | None = None
+        self.fed_evals: dict[int, dict[str, Any]] = {}
+        self.eval_failed: dict[str, int] = dict.fromkeys(EVAL_FAILURE_KINDS, 0)
+        if federated and self.cfg.fl.federated_eval:
+            self.clients_eval = MetricsLog(run.path / "clients_eval.csv",
+                                           run.path / "clients_eval.jsonl")
+            for note in built.test_partition_notes:
+                console.print(f"[yellow]federated evaluation:[/yellow] {escape(note)}")
         self.t0 = time.perf_counter()
 
     def on_round(self, record: RoundRecord) -> None:
@@ -53,6 +72,24 @@ class RoundReporter:
             self.run.clients.append({"round": record.server_round, "node_id": bad.node_id,
                                      "partition-id": bad.partition_id, "status": bad.kind,
                                      "reason": bad.reason})
+
+    def on_evaluate(self, record: RoundRecord) -> None:
+        """Book a round of federated evaluation: per-client scores and who was left out."""
+        assert self.clients_eval is not None, "federated evaluation is off in this run"
+        for row in record.clients:
+            self.clients_eval.append({**row, "status": "ok"})
+        for bad in record.rejected:
+            self.eval_failed[bad.kind] = self.eval_failed.get(bad.kind, 0) + 1
+            self.clients_eval.append({"round": record.server_round,
+                                      "partition-id": bad.partition_id,
+                                      "node_id": bad.node_id, "status": bad.kind,
+                                      "reason": bad.reason})
+        self.fed_evals[record.server_round] = {
+            "clients": len(record.clients),
+            "left_out": {kind: len(record.failures(kind)) for kind in EVAL_FAILURE_KINDS},
+            "eval_s": round(record.replies_at - record.started, 3),
+            "scores": score_distribution(record.clients),
+        }
 
     def after_round(self, server_round: int, state: dict[str, torch.Tensor]
                     ) -> dict[str, float] | None:
@@ -101,6 +138,15 @@ class RoundReporter:
             label = "random init" if server_round == 0 else (
                 "global" if self.federated else "model")
             parts.append(f"{label}: {format_scores(scores)}")
+        fed = self.fed_evals.get(server_round)
+        if fed is not None:
+            row["fed_clients"] = fed["clients"]
+            row.update({f"fed_clients_{kind}": n for kind, n in fed["left_out"].items()})
+            row["fed_eval_s"] = fed["eval_s"]
+            for name, stats in fed["scores"].items():
+                row.update({f"fed_{name}_{stat}": value for stat, value in stats.items()
+                            if stat != "clients"})
+            parts.append(format_federated(fed))
         self.run.metrics.append(row)
         console.print(" · ".join(parts))
 
@@ -130,6 +176,13 @@ class RoundReporter:
             "skipped_files": self.built.skipped_files,
             "run_dir": str(self.run.path.resolve()),
         }
+        if self.clients_eval is not None:
+            last = max(self.fed_evals, default=None)
+            summary["federated_eval"] = {
+                "round": last,
+                **(self.fed_evals[last] if last is not None else {"clients": 0, "scores": {}}),
+                "left_out_total": self.eval_failed,
+            }
         if error is not None:
             summary["error"] = error
         self.run.write_summary(summary)
@@ -150,3 +203,16 @@ def format_scores(scores: dict[str, float]) -> str:
         else:  # a task's own score
             parts.append(f"{key} {value:.3f}")
     return " · ".join(parts)
+
+
+def format_federated(fed: dict[str, Any]) -> str:
+    """``clients (3): accuracy 0.612, worst 10% 0.410`` for a round of federated
+    evaluation, with the clients left out."""
+    failed = ", ".join(f"{n} {kind}" for kind, n in fed["left_out"].items()
+                       if n and kind != "skipped")
+    scores = "; ".join(f"{name} {stats['weighted_mean']:.3f}, worst 10% "
+                       f"{stats['worst_10pct']:.3f}" for name, stats in fed["scores"].items())
+    text = f"clients ({fed['clients']}): {scores or 'none scored'}"
+    if fed["left_out"].get("skipped"):
+        text += f" ({fed['left_out']['skipped']} without held-out data)"
+    return text + (f" [red](left out: {failed})[/red]" if failed else "")

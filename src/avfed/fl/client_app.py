@@ -10,6 +10,12 @@ global weights by the rule the strategy asked for (plain replacement by default)
 the task train, with FedProx's proximal term when the strategy sends ``proximal-mu``;
 and saves its model back into its node state when anything of it must persist. What
 is trained, and how, is the task's business (:mod:`avfed.tasks`).
+
+With ``fl.federated_eval`` a client also scores the global model on its own share of
+the held-out split (:meth:`avfed.tasks.Task.evaluate_local`): its own saved model is
+restored first, so parts it never shares are its own, then the global weights are
+loaded. Nothing of an evaluation is saved; an exception becomes an error reply, which
+the server counts without stopping the run.
 """
 
 from __future__ import annotations
@@ -32,8 +38,10 @@ from avfed.fl.protocol import (
     ARRAYS,
     CONFIG,
     CONFIG_KEY,
+    EVAL_BOOKKEEPING,
     LOSS_KEY,
     METRICS,
+    NO_TEST_DATA_KEY,
     PARTITION_KEY,
     SERVER_ROUND_KEY,
     WEIGHT_KEY,
@@ -113,3 +121,29 @@ def train(msg: Message, context: Context) -> Message:
         **({"divergence": memory["divergence"]} if "divergence" in memory else {}),
     })
     return Message(RecordDict({ARRAYS: ArrayRecord(shared), METRICS: metrics}), reply_to=msg)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    config: ConfigRecord = msg.content[CONFIG]
+    built = client_build(config)
+    task = built.task
+    pid, num = node_partition(context)
+    data = built.client_test_data(pid, num)
+    if data.num_examples == 0:
+        metrics = MetricRecord({NO_TEST_DATA_KEY: 1, WEIGHT_KEY: 0, PARTITION_KEY: pid})
+        return Message(RecordDict({METRICS: metrics}), reply_to=msg)
+
+    local = saved_local_state(context)
+    task.model.load_state_dict(local if local is not None else built.initial_state)
+    task.load_shared_state(msg.content[ARRAYS].to_torch_state_dict())
+    task.forget_client()
+    scores = task.evaluate_local(data)
+    if scores is None:
+        raise RuntimeError(f"the {task.name} task has no per-client score (evaluate_local)")
+    clashing = sorted(set(scores) & set(EVAL_BOOKKEEPING))
+    if clashing:
+        raise RuntimeError(f"evaluate_local returned reserved metric names {clashing}")
+    metrics = MetricRecord({**{k: float(v) for k, v in scores.items()},
+                            WEIGHT_KEY: data.num_examples, PARTITION_KEY: pid})
+    return Message(RecordDict({METRICS: metrics}), reply_to=msg)

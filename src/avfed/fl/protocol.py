@@ -1,9 +1,9 @@
 """What travels in messages between the ServerApp and ClientApps.
 
-The server ships the whole resolved run config with every training message. Clients
-therefore need no local copy of the recipe: the same ClientApp works under the
-simulation engine and on a real SuperNode, and can never train with a config that
-differs from the server's.
+The server ships the whole resolved run config with every training message (and every
+evaluation message, when clients evaluate). Clients therefore need no local copy of the
+recipe: the same ClientApp works under the simulation engine and on a real SuperNode,
+and can never train with a config that differs from the server's.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import json
 from flwr.app import ConfigRecord
 
 from avfed.config import RunConfig, config_from_dict, to_dict
+from avfed.rounds import EVAL_BOOKKEEPING as EVAL_BOOKKEEPING
 from avfed.rounds import LOSS_KEY as LOSS_KEY
+from avfed.rounds import NO_TEST_DATA_KEY as NO_TEST_DATA_KEY
 from avfed.rounds import PARTITION_KEY as PARTITION_KEY
 from avfed.rounds import WEIGHT_KEY as WEIGHT_KEY
 
@@ -34,7 +36,9 @@ PREDICTOR_PREFIX_KEY = "predictor-prefix"
 PROXIMAL_MU_KEY = "proximal-mu"  # Flower's FedProx sends this
 
 # the metrics a client reply carries are named where every round is booked:
-# avfed.rounds (LOSS_KEY, PARTITION_KEY, WEIGHT_KEY), re-exported here
+# avfed.rounds (LOSS_KEY, PARTITION_KEY, WEIGHT_KEY), re-exported here. An evaluation
+# reply carries the task's scores, WEIGHT_KEY (the client's held-out examples) and
+# PARTITION_KEY, or NO_TEST_DATA_KEY = 1 from a client that holds no held-out example.
 
 
 def config_record(cfg: RunConfig) -> ConfigRecord:
@@ -44,6 +48,6 @@ def config_record(cfg: RunConfig) -> ConfigRecord:
 def config_from_record(record: ConfigRecord) -> RunConfig:
     if CONFIG_KEY not in record:
         raise ValueError(
-            f"training message has no '{CONFIG_KEY}' entry; was it sent by avfed's ServerApp?"
+            f"message config has no '{CONFIG_KEY}' entry; was it sent by avfed's ServerApp?"
         )
     return config_from_dict(json.loads(str(record[CONFIG_KEY])))

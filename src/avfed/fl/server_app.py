@@ -31,7 +31,9 @@ def serve(grid: Grid, built: BuiltRun, run: RunDir) -> dict[str, Any]:
 
     A round that fails (too few usable client updates) ends the run: the summary and
     ``status.json`` then say ``failed`` with the clients' errors, and no final model is
-    written, since none was trained.
+    written, since none was trained. With ``fl.federated_eval`` the clients also score
+    each evaluated round's global model on their own held-out data (the reporter books
+    it); failures there are counted and never stop the run.
     """
     cfg = built.cfg
     seed_everything(cfg.seed)
@@ -39,6 +41,8 @@ def serve(grid: Grid, built: BuiltRun, run: RunDir) -> dict[str, Any]:
     strategy = built.strategy
     assert isinstance(strategy, ScreenedStrategyMixin), "build_run(cfg) builds the strategy"
     strategy.on_round = reporter.on_round
+    if cfg.fl.federated_eval:
+        strategy.on_evaluate = reporter.on_evaluate
 
     def evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         scores = reporter.after_round(server_round, arrays.to_torch_state_dict())
@@ -53,6 +57,8 @@ def serve(grid: Grid, built: BuiltRun, run: RunDir) -> dict[str, Any]:
             num_rounds=cfg.fl.rounds,
             timeout=cfg.fl.timeout_s,
             train_config=config_record(cfg),
+            # clients evaluating (fl.federated_eval) build the run from the same config
+            evaluate_config=config_record(cfg) if cfg.fl.federated_eval else None,
             evaluate_fn=evaluate,
         )
     except RoundFailed as err:

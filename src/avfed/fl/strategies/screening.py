@@ -2,7 +2,9 @@
 
 A reply is rejected (and reported) when it carries an error, lacks the expected
 ArrayRecord, has different tensor names or shapes than the global model, contains a
-non-finite value, or claims a non-positive / non-finite example count.
+non-finite value, or claims a non-positive / non-finite example count. An evaluation
+reply (federated evaluation) is screened the same way for its scores: an error, a
+missing or non-positive example count, or a score that is not a finite number.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Iterable
 import numpy as np
 from flwr.app import ArrayRecord, Message
 
-from avfed.rounds import Rejection
+from avfed.rounds import EVAL_BOOKKEEPING, NO_TEST_DATA_KEY, PARTITION_KEY, Rejection
 
 
 def reference_shapes(arrays: ArrayRecord) -> dict[str, tuple[int, ...]]:
@@ -75,3 +77,34 @@ def screen_replies(
             kind = "error" if msg.has_error() else "rejected"
             rejected.append(Rejection(msg.metadata.src_node_id, reason, kind))
     return accepted, rejected
+
+
+def screen_eval_reply(msg: Message, weight_key: str) -> tuple[str, str] | None:
+    """``(kind, reason)`` when an evaluation reply cannot be counted, else ``None``.
+
+    ``kind`` is ``error`` (the client raised), ``skipped`` (it holds no held-out
+    examples) or ``rejected`` (the reply is malformed or a score is not finite).
+    """
+    if msg.has_error():
+        return "error", f"client error: {client_error_message(msg.error.reason)}"
+    metrics = list(msg.content.metric_records.values())
+    if len(metrics) != 1:
+        return "rejected", f"expected one MetricRecord, got {len(metrics)}"
+    record = metrics[0]
+    if record.get(NO_TEST_DATA_KEY):
+        return "skipped", "no held-out examples of its modalities"
+    if weight_key not in record:
+        return "rejected", f"missing the '{weight_key}' metric"
+    weight = record[weight_key]
+    if not isinstance(weight, (int, float)) or not np.isfinite(weight) or weight <= 0:
+        return "rejected", f"'{weight_key}' must be a positive number, got {weight!r}"
+    pid = record.get(PARTITION_KEY, 0)
+    if not isinstance(pid, (int, float)) or not np.isfinite(pid):
+        return "rejected", f"'{PARTITION_KEY}' must be a number, got {pid!r}"
+    scores = {k: v for k, v in record.items() if k not in EVAL_BOOKKEEPING}
+    if not scores:
+        return "rejected", "the reply holds no score"
+    for key, value in scores.items():
+        if not isinstance(value, (int, float)) or not np.isfinite(value):
+            return "rejected", f"score '{key}' is not a finite number: {value!r}"
+    return None

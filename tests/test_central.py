@@ -29,3 +29,5 @@ def test_central_run_reports_baselines_and_keeps_the_whole_model(tmp_path, capsy
     final = load_checkpoint(run_dir / "final.safetensors")
     assert any(k.startswith("target") for k in final)
     assert json.loads((run_dir / "status.json").read_text())["status"] == "finished"
+    # the reporter draws the run's curves into its folder
+    assert (run_dir / "plots" / "curves.png").stat().st_size > 0

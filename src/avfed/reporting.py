@@ -19,6 +19,7 @@ distribution as ``federated_eval``.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -187,7 +188,22 @@ class RoundReporter:
             summary["error"] = error
         self.run.write_summary(summary)
         self.run.mark_status(status, **({"error": error} if error else {}))
+        self._draw()
         return summary
+
+    def _draw(self) -> None:
+        """Plots of the run folder; a plot that cannot be drawn never fails the run."""
+        from avfed.plots import draw_run
+
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                draw_run(self.run.path)
+        except Exception as err:  # noqa: BLE001 - the run's results are already written
+            console.print(f"[yellow]plots not drawn: {escape(str(err))}[/yellow]")
+            return
+        for warning in caught:
+            console.print(f"[yellow]{escape(str(warning.message))}[/yellow]")
 
 
 def format_scores(scores: dict[str, float]) -> str:

@@ -25,7 +25,9 @@ def test_the_config_schema_imports_no_other_part_of_avfed():
     assert avfed_imports(module_files()["avfed.config"]) == set()
 
 
-@pytest.mark.parametrize("recipe", builtin_recipes())
+# *_finetune recipes need a checkpoint (task.args.init) no recipe can name: they are
+# built with one in tests/test_supervised.py
+@pytest.mark.parametrize("recipe", [r for r in builtin_recipes() if not r.endswith("_finetune")])
 def test_every_recipe_builds(recipe):
     built = build_run(load_config(recipe, ["fl.rounds=1"]))
     assert isinstance(built.task, Task) and built.strategy is not None

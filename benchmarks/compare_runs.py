@@ -34,6 +34,7 @@ class Outcome:
     finals: list[dict[str, float]] = field(default_factory=list)
     initials: list[dict[str, float]] = field(default_factory=list)
     wall_s: list[float] = field(default_factory=list)
+    client_train_s: list[float] = field(default_factory=list)
 
     def mean_std(self, key: str) -> tuple[float, float]:
         values = [f[key] for f in self.finals if key in f]
@@ -57,6 +58,10 @@ def run_variant(recipe: str, variant: Variant, seed: int, extra: list[str]) -> d
                                f"\n{done.stderr[-3000:]}")
         summary = json.loads((run_dir / "summary.json").read_text())
         summary["bench_wall_s"] = time.perf_counter() - started
+        clients = [json.loads(line) for line in
+                   (run_dir / "clients.jsonl").read_text().splitlines()]
+        times = [c["train-time"] for c in clients if "train-time" in c]
+        summary["client_train_s"] = statistics.fmean(times) if times else float("nan")
         return summary
 
 
@@ -70,6 +75,7 @@ def compare(recipe: str, variants: list[Variant], seeds: list[int],
             outcome.finals.append(summary["final"])
             outcome.initials.append(summary["random_init"])
             outcome.wall_s.append(summary["bench_wall_s"])
+            outcome.client_train_s.append(summary["client_train_s"])
             scores = " · ".join(f"{k} {v:.3f}" for k, v in summary["final"].items())
             console.print(f"{variant.label:<28} seed {seed}: {scores} "
                           f"({summary['bench_wall_s']:.0f} s)")

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from avfed.config import ConfigError, builtin_recipes, load_config, to_yaml
+from avfed.config import ConfigError, RunConfig, builtin_recipes, load_config, to_yaml
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -47,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
         console.print(f"[yellow]{len(built.skipped_files)} unreadable files skipped[/yellow]")
     run = RunDir.create(cfg, args.run_dir)
     alpha = f", α={cfg.data.alpha}" if cfg.data.partitioner in ("dirichlet", "quantity") else ""
-    what = cfg.ssl.method if cfg.task.name == "ssl" else f"{cfg.task.name} task"
+    what = _what(cfg)
     where = ("centralised" if args.central else
              f"{cfg.fl.num_clients} clients ({cfg.data.partitioner}{alpha}) · "
              f"{cfg.fl.strategy} · {parallel_clients(cfg)} clients in parallel")
@@ -114,11 +114,16 @@ def _listing(title: str, entries: dict[str, str]) -> None:
     console.print(table)
 
 
+def _what(cfg: RunConfig) -> str:
+    """What a run trains: its SSL method, or its task."""
+    return cfg.ssl.method if cfg.task.name == "ssl" else cfg.task.name
+
+
 def _recipes(_: argparse.Namespace) -> int:
     configs = {name: load_config(name) for name in builtin_recipes()}
-    _listing("recipes", {name: f"{cfg.ssl.method} on "
+    _listing("recipes", {name: f"{_what(cfg)} on "
                          f"{' + '.join(filter(None, [cfg.data.source, cfg.data.audio_source]))}"
-                         f" · {cfg.fl.strategy}"
+                         f" · {cfg.model.name} · {cfg.fl.strategy}"
                          for name, cfg in configs.items()})
     return 0
 

@@ -85,7 +85,10 @@ def print_summary(summary: dict) -> None:
     trained = f"{'centralised' if summary.get('mode') == 'centralised' else 'federated'} {kind}"
     initial, final = summary.get("random_init") or {}, summary.get("final") or {}
     # the trivial baselines first: a result is only worth what it adds over them
-    columns = {**(summary.get("baselines") or {}), "random init": initial, trained: final}
+    from avfed.reporting import initial_label
+
+    start = initial_label(summary.get("task", "ssl"))
+    columns = {**(summary.get("baselines") or {}), start: initial, trained: final}
     table.add_column("score")
     for name in columns:
         table.add_column(name, justify="right")

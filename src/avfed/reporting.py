@@ -136,7 +136,7 @@ class RoundReporter:
                 parts.append(f"[red]left out: {counts}[/red] ({escape(row['failures'])})")
         if scores is not None:
             row.update(scores)
-            label = "random init" if server_round == 0 else (
+            label = initial_label(self.cfg.task.name) if server_round == 0 else (
                 "global" if self.federated else "model")
             parts.append(f"{label}: {format_scores(scores)}")
         fed = self.fed_evals.get(server_round)
@@ -204,6 +204,12 @@ class RoundReporter:
             return
         for warning in caught:
             console.print(f"[yellow]{escape(str(warning.message))}[/yellow]")
+
+
+def initial_label(task: str) -> str:
+    """What round 0 evaluates: an untrained model, except where a task starts from
+    loaded weights (fine-tuning: the loaded backbone with a new head)."""
+    return "initial" if task == "finetune" else "random init"
 
 
 def format_scores(scores: dict[str, float]) -> str:

@@ -43,10 +43,12 @@ class Outcome:
         return statistics.fmean(values), statistics.pstdev(values) if len(values) > 1 else 0.0
 
 
-def run_variant(recipe: str, variant: Variant, seed: int, extra: list[str]) -> dict:
-    """One ``avfed run`` in a subprocess; returns its summary."""
+def run_variant(recipe: str, variant: Variant, seed: int, extra: list[str],
+                run_dir: Path | None = None) -> dict:
+    """One ``avfed run`` in a subprocess; returns its summary (its folder is kept only
+    when ``run_dir`` is given)."""
     with tempfile.TemporaryDirectory() as tmp:
-        run_dir = Path(tmp) / "run"
+        run_dir = run_dir or Path(tmp) / "run"
         cmd = [sys.executable, "-m", "avfed.cli", "run", f"recipe={recipe}", f"seed={seed}",
                *variant.overrides, *extra, "--run-dir", str(run_dir)]
         if variant.central:

@@ -51,6 +51,11 @@ def test_central_supervised_run_learns_well_above_chance(tmp_path, capsys):
     assert 0.0 < summary["final"]["macro_f1"] <= 1.0
     assert summary["baselines"]["majority class"]["accuracy"] < 0.2
     assert set(load_checkpoint(run_dir / "final.safetensors")) >= {"head.weight", "head.bias"}
+    # the final model's confusion matrix: its diagonal share is the reported accuracy
+    matrix = np.loadtxt(run_dir / "confusion.csv", delimiter=",", skiprows=1)
+    assert matrix.shape == (10, 10)
+    assert np.trace(matrix) / matrix.sum() == pytest.approx(summary["final"]["accuracy"])
+    assert (run_dir / "plots" / "confusion.png").stat().st_size > 0
 
 
 def test_federated_supervised_run_learns_above_chance_and_scores_each_client(tmp_path):

@@ -157,6 +157,7 @@ class RoundReporter:
         if self.final_state is not None and status == "finished":
             save_checkpoint(self.task.checkpoint_state(self.federated),
                             self.run.path / "final.safetensors")
+            self.task.write_artifacts(self.run.path)
         cfg = self.cfg
         summary: dict[str, Any] = {
             "recipe": cfg.name,

@@ -25,6 +25,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -121,6 +122,11 @@ class Task(ABC):
         printed beside the run's results so that no number is shown without the trivial
         baseline it must beat; same keys as :meth:`evaluate`."""
         return {}
+
+    def write_artifacts(self, folder: Path) -> list[Path]:
+        """Files the finished model leaves in the run folder beside the metrics (a
+        classifier's confusion matrix, say); the engine calls it once, at the end."""
+        return []
 
     def evaluate_local(self, data: ClientData) -> dict[str, float] | None:
         """Score the current model on one client's own held-out data (federated

@@ -19,6 +19,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -209,6 +210,23 @@ class SupervisedTask(Task):
                 folded = self.score(deployed, test.images, test.labels, modality)
                 scores[prefix + "deploy_accuracy"] = folded["accuracy"]
         return scores
+
+    def write_artifacts(self, folder: Path) -> list[Path]:
+        """``confusion.csv`` (rows: true class, columns: predicted) on the held-out split,
+        per modality when the run has two (``confusion_<modality>.csv``)."""
+        written = []
+        for modality, (train, test) in self.splits.items():
+            predicted = predict(self.model, test.images, modality, self.cfg.eval.batch_size,
+                                self.cfg.device)
+            classes = int(max(np.max(train.labels), np.max(test.labels))) + 1
+            matrix = np.zeros((classes, classes), dtype=np.int64)
+            np.add.at(matrix, (np.asarray(test.labels), predicted), 1)
+            name = "confusion.csv" if len(self.splits) == 1 else f"confusion_{modality}.csv"
+            path = folder / name
+            header = ",".join(str(c) for c in range(classes))
+            np.savetxt(path, matrix, fmt="%d", delimiter=",", header=header, comments="")
+            written.append(path)
+        return written
 
     def evaluate_local(self, data: ClientData) -> dict[str, float] | None:
         """Accuracy and macro-F1 on one client's own held-out data (keys as in evaluate)."""

@@ -149,6 +149,13 @@ def test_finetune_loads_only_matching_tensors_and_reports_the_rest(tmp_path, cap
     assert _build("finetune", f"task.args.init={plain}",
                   "data.test_fraction=0.9").task.init_report.prefix == ""
 
+    # a run folder stands for its final model
+    run_dir = tmp_path / "ssl_run"
+    run_dir.mkdir()
+    _backbone_checkpoint(tmp_path, width=4)[0].rename(run_dir / "final.safetensors")
+    task = _build("finetune", f"task.args.init={run_dir}", "data.test_fraction=0.9").task
+    assert len(task.init_report.loaded) == len(state)
+
 
 def test_a_checkpoint_that_does_not_fit_is_a_config_error(tmp_path):
     other, _ = _backbone_checkpoint(tmp_path, name="repvgg_tiny")

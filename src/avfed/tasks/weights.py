@@ -72,13 +72,16 @@ def _grouped(names: list[str], shown: int = 4) -> str:
 
 
 def read_init_checkpoint(path: str | Path | None, field_name: str) -> dict[str, torch.Tensor]:
-    """The tensors of ``path``, or a :class:`ConfigError` naming ``field_name``."""
+    """The tensors of ``path`` (a safetensors file, or a run folder: its
+    ``final.safetensors``), or a :class:`ConfigError` naming ``field_name``."""
     if path is None or not str(path).strip():
         raise ConfigError(
             f"invalid recipe field '{field_name}': this task starts from a checkpoint; set it "
             f"to the final.safetensors of an earlier run, e.g. "
             f"{field_name}=runs/<run>/final.safetensors")
     file = Path(path).expanduser()
+    if file.is_dir():  # a run folder: its final model
+        file = file / "final.safetensors"
     if not file.is_file():
         raise ConfigError(f"invalid recipe field '{field_name}': checkpoint not found: {file}")
     try:

@@ -15,8 +15,8 @@ import argparse
 import statistics
 
 import torch
-from common import append_section, count_macs, count_params, markdown_table, median_latency_ms
-from compare_runs import Variant, compare, console
+from common import count_macs, count_params, markdown_table, median_latency_ms, publish
+from compare_runs import Variant, compare
 
 from avfed import models
 from avfed.models.reparam import reparameterize_model
@@ -88,19 +88,16 @@ def main() -> None:
         note = (f"`van_lska_digits` (VAN-nano, supervised, 10 clients, Dirichlet 0.5, "
                 f"{args.rounds} rounds × 3 epochs), seeds {args.seeds}; cost on one 1×32×32 "
                 "input, batch 1, one thread.")
-        console.print(table)
-        if not args.no_append:
-            append_section("VAN: LKA vs LSKA over the kernel size, supervised "
-                           "(benchmarks/classifiers.py)", f"{table}\n\n{note}")
+        publish("VAN: LKA vs LSKA over the kernel size, supervised "
+                "(benchmarks/classifiers.py)", table, note, not args.no_append)
     if args.only in (None, "audio"):
         table = audio_table(args.seeds, [])  # the recipes' own schedule
         note = (f"`audio_*inceptionnext_spoken_digits` (supervised, held-out speakers, the "
                 f"recipes' 20 rounds), seeds {args.seeds}; cost on one 40-mel × 51-frame "
                 "input, batch 1, one thread; deploy = the folded AudioRep model.")
-        console.print(table)
-        if not args.no_append:
-            append_section("AudioInceptionNeXt vs AudioRepInceptionNeXt, supervised, train "
-                           "and deploy form (benchmarks/classifiers.py)", f"{table}\n\n{note}")
+        publish("AudioInceptionNeXt vs AudioRepInceptionNeXt, supervised, train "
+                "and deploy form (benchmarks/classifiers.py)",
+            table, note, not args.no_append)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,15 @@ def append_section(title: str, body: str) -> None:
         fh.write(text)
 
 
+def publish(title: str, table: str, note: str, append: bool = True) -> None:
+    """Print a result table with its note and, unless told not to, append both to
+    BENCHMARKS.md with the machine, date and command."""
+    print(table)
+    print(note)
+    if append:
+        append_section(title, f"{table}\n\n{note}")
+
+
 # --- model measurement helpers (params, MACs, latency, peak memory) -----------------------
 
 

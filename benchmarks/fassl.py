@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-from common import append_section, markdown_table
-from compare_runs import Variant, compare, console, score_rows
+from common import markdown_table, publish
+from compare_runs import Variant, compare, score_rows
 
 METHODS = {
     "SimCLR": ["ssl.method=simclr", "ssl.args.temperature=0.5"],
@@ -46,11 +46,8 @@ def main() -> None:
             f"local epochs, seeds {args.seeds}; centralised = the same schedule on the pooled "
             "training speakers. Scores on held-out speakers (retrieval: test clips query the "
             "training clips).")
-    console.print(table)
-    console.print(note)
-    if not args.no_append:
-        append_section("FASSL: federated vs centralised audio SSL (benchmarks/fassl.py)",
-                       f"{table}\n\n{note}")
+    publish("FASSL: federated vs centralised audio SSL (benchmarks/fassl.py)",
+            table, note, not args.no_append)
 
 
 if __name__ == "__main__":

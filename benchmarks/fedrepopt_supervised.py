@@ -19,8 +19,8 @@ import statistics
 import subprocess
 import sys
 
-from common import append_section, markdown_table
-from compare_runs import Variant, compare, console
+from common import markdown_table, publish
+from compare_runs import Variant, compare
 
 VARIANTS = {
     "RepOpt-VGG + RepOpt SGD": ["model.name=repopt_vgg_tiny", "train.optimizer=repopt"],
@@ -82,11 +82,8 @@ def main() -> None:
             f"smoothing 0.1, seeds {args.seeds}. Client time: mean local round over all "
             "clients and rounds (2 clients in parallel); training memory: peak resident-set "
             "growth while client 0 trains one round in a fresh process.")
-    console.print(table)
-    console.print(note)
-    if not args.no_append:
-        append_section("FedRepOpt, supervised: RepOpt vs multi-branch vs plain "
-                       "(benchmarks/fedrepopt_supervised.py)", f"{table}\n\n{note}")
+    publish("FedRepOpt, supervised: RepOpt vs multi-branch vs plain "
+            "(benchmarks/fedrepopt_supervised.py)", table, note, not args.no_append)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,8 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from common import append_section, markdown_table
-from compare_runs import Variant, compare, console, run_variant
+from common import markdown_table, publish
+from compare_runs import Variant, compare, run_variant
 
 
 def main() -> None:
@@ -47,10 +47,8 @@ def main() -> None:
     note = (f"`simclr_digits` pre-training for {args.ssl_rounds} rounds, then "
             "`simclr_digits_finetune` (10 clients, Dirichlet 0.5) with the recipe's schedule; "
             "'from scratch' is the same recipe with task.name=supervised.")
-    console.print(table)
-    if not args.no_append:
-        append_section("Fine-tuning after SSL vs from scratch (benchmarks/finetune.py)",
-                       f"{table}\n\n{note}")
+    publish("Fine-tuning after SSL vs from scratch (benchmarks/finetune.py)",
+            table, note, not args.no_append)
 
 
 if __name__ == "__main__":

@@ -204,6 +204,16 @@ def _grid(fig, count: int, max_cols: int = 3):
     return list(axes[:count])
 
 
+def _finish_panel(ax: Any, family: str, rounds: Any, legend_size: str) -> None:
+    """Title, axis label, integer round ticks, grid and legend of one score panel."""
+    title, ylabel = _panel_labels(family)
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    _integer_rounds(ax, rounds)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=legend_size)
+
+
 def _integer_rounds(ax, rounds: Iterable[int]) -> None:
     """Whole-number round ticks, also when everything sits on one round."""
     from matplotlib.ticker import MaxNLocator
@@ -282,12 +292,7 @@ def _draw_curves(run: Path, rows: list[dict[str, Any]], summary: dict[str, Any]
                 family == criterion or criterion in keys):
             ax.axvline(selection["round"], color="grey", linestyle=":",
                        label=f"label-free choice (round {selection['round']})")
-        title, ylabel = _panel_labels(family)
-        ax.set_title(title)
-        ax.set_ylabel(ylabel)
-        _integer_rounds(ax, drawn_rounds)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+        _finish_panel(ax, family, drawn_rounds, "small")
     fig.suptitle(_run_title(run, summary))
     return _save(fig, run / PLOTS_DIR / "curves.png")
 
@@ -585,11 +590,6 @@ def draw_overlay(run_dirs: Sequence[str | Path], out_path: str | Path) -> Path:
                         ax.axhline(scores[key], color="grey" if common else colour,
                                    linestyle="--", linewidth=1.1, alpha=0.7,
                                    label=f"{name} ({', '.join(what)})" if what else name)
-        title, ylabel = _panel_labels(family)
-        ax.set_title(title)
-        ax.set_ylabel(ylabel)
-        _integer_rounds(ax, drawn_rounds)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize="x-small")
+        _finish_panel(ax, family, drawn_rounds, "x-small")
     fig.suptitle(f"{len(runs)} runs")
     return _save(fig, Path(out_path))

@@ -1,5 +1,5 @@
-"""FedRepOpt, supervised, on non-IID clients: RepOpt-VGG vs multi-branch RepVGG vs the plain
-model with plain SGD — accuracy, client training time and training memory.
+"""FedRepOpt, supervised, on non-IID clients: RepOpt vs the multi-branch model vs the plain
+model with plain SGD, for VGG and GhostNet — accuracy, client time and training memory.
 
 The paper's claim under test: the plain model trained with the RepOpt optimizer reaches
 the multi-branch model's accuracy at the plain model's training cost. Each variant is
@@ -8,7 +8,7 @@ global model's top-1 on the held-out digits (RepVGG also folded to its deploy fo
 client time is the mean local round per client, and training memory is the peak
 resident-set growth while one client trains one round (in a fresh process).
 
-    python benchmarks/fedrepopt_supervised.py --seeds 0 1 2 --alphas 0.1 1.0 --rounds 20
+    python benchmarks/fedrepopt_supervised.py --seeds 0 1 2 --alphas 0.1 1.0 --rounds 40
 """
 
 from __future__ import annotations
@@ -22,10 +22,18 @@ import sys
 from common import markdown_table, publish
 from compare_runs import Variant, compare
 
-VARIANTS = {
-    "RepOpt-VGG + RepOpt SGD": ["model.name=repopt_vgg_tiny", "train.optimizer=repopt"],
-    "RepVGG (multi-branch) + SGD": ["model.name=repvgg_tiny", "train.optimizer=sgd"],
-    "plain VGG + SGD": ["model.name=repopt_vgg_tiny", "train.optimizer=sgd"],
+FAMILIES = {
+    "vgg": {
+        "RepOpt-VGG + RepOpt SGD": ["model.name=repopt_vgg_tiny", "train.optimizer=repopt"],
+        "RepVGG (multi-branch) + SGD": ["model.name=repvgg_tiny", "train.optimizer=sgd"],
+        "plain VGG + SGD": ["model.name=repopt_vgg_tiny", "train.optimizer=sgd"],
+    },
+    "ghost": {
+        "RepOpt-Ghost + RepOpt SGD": ["model.name=repopt_ghost_tiny",
+                                      "train.optimizer=repopt"],
+        "RepGhost (multi-branch) + SGD": ["model.name=repghost_tiny", "train.optimizer=sgd"],
+        "plain Ghost + SGD": ["model.name=repopt_ghost_tiny", "train.optimizer=sgd"],
+    },
 }
 RECIPE = "fedrepopt_supervised_digits"
 
@@ -56,16 +64,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--alphas", type=float, nargs="+", default=[0.1, 1.0])
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--families", nargs="+", choices=list(FAMILIES), default=list(FAMILIES))
     parser.add_argument("--no-append", action="store_true")
     parser.add_argument("overrides", nargs="*", help="extra overrides for every run")
     args = parser.parse_args()
     extra = [f"fl.rounds={args.rounds}", f"fl.eval_every={args.rounds}", *args.overrides]
     rows = []
-    for alpha in args.alphas:
+    for family, alpha in ((f, a) for f in args.families for a in args.alphas):
+        chosen = FAMILIES[family]
         variants = [Variant(f"{name} · α={alpha}", [*o, f"data.alpha={alpha}"])
-                    for name, o in VARIANTS.items()]
+                    for name, o in chosen.items()]
         outcomes = compare(RECIPE, variants, args.seeds, extra)
-        for (name, overrides), outcome in zip(VARIANTS.items(), outcomes, strict=True):
+        for (name, overrides), outcome in zip(chosen.items(), outcomes, strict=True):
             acc, acc_sd = outcome.mean_std("accuracy")
             deploy = [f["deploy_accuracy"] for f in outcome.finals if "deploy_accuracy" in f]
             memory = training_memory([*overrides, f"data.alpha={alpha}", *args.overrides])

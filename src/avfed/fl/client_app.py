@@ -85,6 +85,15 @@ def client_build(config: ConfigRecord) -> BuiltRun:
     return _builds[key]
 
 
+def restore_client_model(built: BuiltRun, context: Context) -> dict | None:
+    """Load this client's own last model (or the initial one) into the task; one process
+    hosts many clients, so the model in memory belongs to whichever ran last. Returns
+    the client's saved state, ``None`` before its first round."""
+    local = saved_local_state(context)
+    built.task.model.load_state_dict(local if local is not None else built.initial_state)
+    return local
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     started = time.perf_counter()
@@ -94,8 +103,7 @@ def train(msg: Message, context: Context) -> Message:
     pid, num = node_partition(context)
     server_round = int(config[SERVER_ROUND_KEY])
 
-    local = saved_local_state(context)
-    task.model.load_state_dict(local if local is not None else built.initial_state)
+    local = restore_client_model(built, context)
     global_state = msg.content[ARRAYS].to_torch_state_dict()
     memory = client_memory(context)
     merged = merge_global(task.shared_state(), global_state, config,
@@ -134,8 +142,7 @@ def evaluate(msg: Message, context: Context) -> Message:
         metrics = MetricRecord({NO_TEST_DATA_KEY: 1, WEIGHT_KEY: 0, PARTITION_KEY: pid})
         return Message(RecordDict({METRICS: metrics}), reply_to=msg)
 
-    local = saved_local_state(context)
-    task.model.load_state_dict(local if local is not None else built.initial_state)
+    restore_client_model(built, context)
     task.load_shared_state(msg.content[ARRAYS].to_torch_state_dict())
     task.forget_client()
     scores = task.evaluate_local(data)

@@ -29,7 +29,7 @@ class TrainResult:
     steps: int
 
 
-def _batch_plan(
+def batch_plan(
     sizes: dict[str, int], batch_size: int, generator: torch.Generator | None
 ) -> list[tuple[str, torch.Tensor]]:
     """One epoch's batches as (modality, indices), modalities interleaved round-robin.
@@ -85,7 +85,7 @@ def train_ssl(
     epoch_losses: list[float] = []
     steps = 0
     for _ in range(epochs):
-        plan = _batch_plan({m: len(x) for m, x in inputs.items()}, cfg.batch_size, generator)
+        plan = batch_plan({m: len(x) for m, x in inputs.items()}, cfg.batch_size, generator)
         total = 0.0
         for modality, idx in plan:
             x = inputs[modality][idx].to(device)

@@ -37,7 +37,7 @@ from avfed.optimizers import make_optimizer
 from avfed.tasks.base import ClientData, Task, TrainContext, TrainOutcome
 from avfed.tasks.parts import RunParts
 from avfed.tasks.registry import register_task
-from avfed.training import _batch_plan
+from avfed.training import batch_plan
 
 
 class Classifier(nn.Module):
@@ -165,7 +165,7 @@ class SupervisedTask(Task):
         self.set_train_mode()
         epoch_losses: list[float] = []
         for _ in range(train_cfg.local_epochs):
-            plan = _batch_plan({m: len(x) for m, x in data.inputs.items()},
+            plan = batch_plan({m: len(x) for m, x in data.inputs.items()},
                                train_cfg.batch_size, generator)
             total = 0.0
             for modality, idx in plan:

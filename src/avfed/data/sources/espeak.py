@@ -13,10 +13,13 @@ output is bit-identical whatever the order or the process.
 from __future__ import annotations
 
 import ctypes
-import multiprocessing
 import os
+import pickle
+import selectors
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Sequence
-from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
@@ -100,7 +103,7 @@ def _read_to_end(fd: int) -> bytes:
 
 
 def _fork_each(requests: Sequence[dict[str, Any]]) -> list[bytes]:
-    """Runs in a fresh spawned process: initialise once, then fork a child per utterance."""
+    """Runs in a fresh process: initialise once, then fork a child per utterance."""
     engine = _Engine()
     results: list[bytes] = []
     for req in requests:
@@ -126,42 +129,80 @@ def _fork_each(requests: Sequence[dict[str, Any]]) -> list[bytes]:
     return results
 
 
-def _call_and_send(conn: Connection, fn: Callable[..., Any], args: tuple) -> None:
+# The worker is a new interpreter started with ``python -c`` rather than a
+# multiprocessing "spawn" child: spawn re-imports the caller's main script in the
+# child, so a script that calls the data functions at module level (no
+# ``if __name__ == "__main__":`` guard) would start its own work again there and die.
+# ``python -c`` imports nothing of the caller but this module.
+_WORKER = "import sys; from avfed.data.sources.espeak import _worker_main; _worker_main()"
+
+
+def _worker_main() -> None:
+    """The fresh process: read ``(sys.path, fn, args)`` from stdin, send the pickled
+    ``("ok", result)`` or ``("raised", error)`` back on stdout."""
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # a stray print must not corrupt the result stream
+    sys.path[:] = pickle.load(stdin)
+    fn, args = pickle.load(stdin)
     try:
         result: tuple[str, Any] = ("ok", fn(*args))
     except BaseException as err:  # noqa: BLE001 - handed to the parent, which re-raises
         result = ("raised", err)
-    conn.send(result)
-    conn.close()
+    pickle.dump(result, stdout, protocol=pickle.HIGHEST_PROTOCOL)
+    stdout.flush()
+
+
+def _read_until(fd: int, deadline: float) -> bytes | None:
+    """Everything up to EOF on ``fd``; ``None`` when the deadline passes first."""
+    chunks = []
+    with selectors.DefaultSelector() as selector:
+        selector.register(fd, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not selector.select(left):
+                return None
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
 
 
 def run_in_fresh_process(fn: Callable[..., Any], args: tuple, *, timeout: float,
                          what: str) -> Any:
-    """``fn(*args)`` in a newly spawned process (a small clean process, safe to fork).
+    """``fn(*args)`` in a newly started interpreter (a small clean process, safe to fork).
 
-    One process and a pipe rather than a ``multiprocessing.Pool``: if the worker dies
-    (a crash inside a C library, the OOM killer) a Pool waits forever for its lost
-    task, while a closed pipe is seen at once; a worker that outlives ``timeout`` is
-    killed. Either way the caller gets a ``RuntimeError`` naming ``what`` instead of a
-    hang. An exception raised by ``fn`` is re-raised here.
+    ``fn`` must be importable by name (a module-level function). One process and a
+    pipe rather than a ``multiprocessing.Pool``: if the worker dies (a crash inside a C
+    library, the OOM killer) a Pool waits forever for its lost task, while a closed
+    pipe is seen at once; a worker that outlives ``timeout`` is killed. Either way the
+    caller gets a ``RuntimeError`` naming ``what`` instead of a hang. An exception
+    raised by ``fn`` is re-raised here. The caller's script is never re-imported, so no
+    ``if __name__ == "__main__":`` guard is needed around the call.
     """
-    ctx = multiprocessing.get_context("spawn")
-    receiver, sender = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=_call_and_send, args=(sender, fn, args), daemon=True)
-    process.start()
-    sender.close()  # the child holds the only writer: its exit closes the pipe
+    request = (pickle.dumps(list(sys.path)) +
+               pickle.dumps((fn, args), protocol=pickle.HIGHEST_PROTOCOL))
+    process = subprocess.Popen([sys.executable, "-c", _WORKER], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE)
+    assert process.stdin is not None and process.stdout is not None
     try:
-        if not receiver.poll(timeout):
+        try:
+            process.stdin.write(request)
+            process.stdin.close()
+        except BrokenPipeError:
+            pass  # the worker died before reading: reported below as a death
+        payload = _read_until(process.stdout.fileno(), time.monotonic() + timeout)
+        if payload is None:
             raise RuntimeError(f"{what}: no result within {timeout:.0f} s")
         try:
-            status, value = receiver.recv()
-        except EOFError:
-            raise RuntimeError(f"{what}: the worker process died") from None
+            status, value = pickle.loads(payload)
+        except Exception:  # noqa: BLE001 - truncated or empty: the worker did not finish
+            raise RuntimeError(f"{what}: the worker process died (exit status "
+                               f"{process.wait()})") from None
     finally:
-        if process.is_alive():
+        if process.poll() is None:
             process.kill()
-        process.join()
-        receiver.close()
+        process.wait()
+        process.stdout.close()
     if status == "raised":
         raise value
     return value

@@ -22,7 +22,7 @@ from avfed.registry import Registry
 ImageSplit = tuple[ImageSet, ImageSet]
 data_sources: Registry[ImageSplit] = Registry("data source")
 SOURCE_MODALITY: dict[str, str] = {}
-MODALITIES = ("image", "audio")
+MODALITIES = ("image", "audio", "video")
 
 
 def register_source(
@@ -46,6 +46,17 @@ def _image_digits(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
     from avfed.data.sources.image_digits import load_image_digits
 
     return load_image_digits(cfg.image_size, cfg.test_fraction, seed)
+
+
+@register_source("moving_digits", "video",
+                 "a real digit moving over a photo, 10 motion classes (the class is the motion; "
+                 "built in)")
+def _moving_digits(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
+    from avfed.data.sources.moving_digits import load_moving_digits
+
+    full = load_moving_digits(cfg.video.videos_per_class, cfg.video.num_frames, cfg.image_size,
+                              seed)
+    return stratified_split(full, cfg.test_fraction, seed)
 
 
 @register_source("image_folder", "image", "your images in root/<class>/<file> (ImageFolder)")

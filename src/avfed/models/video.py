@@ -125,23 +125,25 @@ def r2plus1d(depths: tuple[int, ...], in_chans: int = 3, width: int = 64) -> Vid
     return VideoResNet(stem, Conv2Plus1d, depths, width)
 
 
-@register_model("r3d_10", "3D-ResNet-10 (3×3×3 convs, one block per stage); args: width")
+@register_model("r3d_10", "3D-ResNet-10 (3×3×3 convs, one block per stage); args: width",
+                video=True)
 def r3d_10(in_chans: int = 3, width: int = 64) -> VideoResNet:
     return r3d((1, 1, 1, 1), in_chans, width)
 
 
-@register_model("r3d_18", "3D-ResNet-18 (3×3×3 convs, two blocks per stage); args: width")
+@register_model("r3d_18", "3D-ResNet-18 (3×3×3 convs, two blocks per stage); args: width",
+                video=True)
 def r3d_18(in_chans: int = 3, width: int = 64) -> VideoResNet:
     return r3d((2, 2, 2, 2), in_chans, width)
 
 
 @register_model("r2plus1d_10", "R(2+1)D-10 (1×3×3 + 3×1×1 convs, one block per stage); "
-                "args: width")
+                "args: width", video=True)
 def r2plus1d_10(in_chans: int = 3, width: int = 64) -> VideoResNet:
     return r2plus1d((1, 1, 1, 1), in_chans, width)
 
 
 @register_model("r2plus1d_18", "R(2+1)D-18 (1×3×3 + 3×1×1 convs, two blocks per stage); "
-                "args: width")
+                "args: width", video=True)
 def r2plus1d_18(in_chans: int = 3, width: int = 64) -> VideoResNet:
     return r2plus1d((2, 2, 2, 2), in_chans, width)

@@ -60,6 +60,13 @@ class RunParts:
         """One random view per call, for each modality of the run."""
         from avfed.audio.augment import log_mel_view_augmentation
 
-        return {m: (log_mel_view_augmentation(**self.resolved.audio_augment) if m == "audio"
-                    else image_view_augmentation(self.cfg.augment, self.cfg.data.image_size, c))
-                for m, c in self.channels().items()}
+        def view(modality: str, channels: int) -> nn.Module:
+            if modality == "audio":
+                return log_mel_view_augmentation(**self.resolved.audio_augment)
+            if modality == "video":  # one crop / flip / colour per clip, all its frames alike
+                from avfed.video.augment import clip_view_augmentation
+
+                return clip_view_augmentation(self.cfg.augment, self.cfg.data.image_size)
+            return image_view_augmentation(self.cfg.augment, self.cfg.data.image_size, channels)
+
+        return {m: view(m, c) for m, c in self.channels().items()}

@@ -1,0 +1,54 @@
+"""Cutting clips out of a batch of stored videos, one start per video, in one gather.
+
+Pretext tasks draw many clips per step (VCOP three per video, contrastive two), so the
+cut is a single ``torch.gather``-style index over the time axis rather than a Python
+loop over videos.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def clip_span(clip_len: int, stride: int = 1) -> int:
+    """Frames a clip of ``clip_len`` frames ``stride`` apart covers."""
+    return (clip_len - 1) * stride + 1
+
+
+def random_starts(num_frames: int, span: int, batch: int,
+                  generator: torch.Generator | None) -> torch.Tensor:
+    """``[batch]`` start frames, uniform over those that keep ``span`` inside the video."""
+    if span > num_frames:
+        raise ValueError(f"a clip spanning {span} frames does not fit in videos of "
+                         f"{num_frames} frames")
+    return torch.randint(0, num_frames - span + 1, (batch,), generator=generator)
+
+
+def uniform_starts(num_frames: int, span: int, num_clips: int) -> list[int]:
+    """``num_clips`` evenly spaced starts covering the video (evaluation); fewer distinct
+    ones when the video is short."""
+    if span > num_frames:
+        raise ValueError(f"a clip spanning {span} frames does not fit in videos of "
+                         f"{num_frames} frames")
+    last = num_frames - span
+    if num_clips == 1:
+        return [last // 2]
+    return sorted({round(i * last / (num_clips - 1)) for i in range(num_clips)})
+
+
+def gather_clips(videos: torch.Tensor, starts: torch.Tensor, clip_len: int,
+                 stride: int | torch.Tensor = 1) -> torch.Tensor:
+    """``[B, C, clip_len, H, W]``: from video ``b`` the frames ``starts[b] + i·stride[b]``.
+
+    ``stride`` is one int or ``[B]`` (each video its own playback rate).
+    """
+    b = videos.shape[0]
+    steps = torch.arange(clip_len)
+    rate = stride if isinstance(stride, torch.Tensor) else torch.full((b,), int(stride))
+    frames = starts.view(b, 1) + steps.view(1, clip_len) * rate.view(b, 1)
+    if int(frames.max()) >= videos.shape[2] or int(frames.min()) < 0:
+        raise ValueError(f"clip frames {int(frames.min())}..{int(frames.max())} fall outside "
+                         f"videos of {videos.shape[2]} frames")
+    batch_idx = torch.arange(b).view(b, 1)
+    # advanced indexing on dims 0 and 2 moves the indexed dims first: [B, L, C, H, W]
+    return videos[batch_idx, :, frames.to(videos.device)].permute(0, 2, 1, 3, 4)

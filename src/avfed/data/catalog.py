@@ -48,6 +48,15 @@ def _image_digits(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
     return load_image_digits(cfg.image_size, cfg.test_fraction, seed)
 
 
+@register_source("cluttered_digits", "image",
+                 "the real digits in random colour, scale, rotation and place on photographs, "
+                 "with occluders, blur and noise; RGB (built in)")
+def _cluttered_digits(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
+    from avfed.data.sources.cluttered_digits import load_cluttered_digits
+
+    return load_cluttered_digits(cfg.image_size, cfg.test_fraction, seed)
+
+
 @register_source("moving_digits", "video",
                  "a real digit moving over a photo, 10 motion classes (the class is the motion; "
                  "built in)")
@@ -76,6 +85,18 @@ def _spoken_digits(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
 
     full = load_spoken_digits(num_speakers=cfg.num_speakers, seed=seed)
     train, test = speaker_disjoint_split(full, cfg.test_fraction, seed)
+    return log_mel_split(train, test, cfg.audio)
+
+
+@register_source("noisy_spoken_digits", "audio",
+                 "the spoken digits recorded badly: random room, EQ, gain, babble, coloured "
+                 "noise and position in a 1 s window; speaker-disjoint split (built in)")
+def _noisy_spoken_digits(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
+    from avfed.audio.features import log_mel_split
+    from avfed.data.sources.noisy_spoken_digits import load_noisy_spoken_digits
+
+    train, test = load_noisy_spoken_digits(num_speakers=cfg.num_speakers,
+                                           test_fraction=cfg.test_fraction, seed=seed)
     return log_mel_split(train, test, cfg.audio)
 
 

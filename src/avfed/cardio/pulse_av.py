@@ -311,10 +311,14 @@ def cache_dir() -> Path:
     return Path(os.environ.get("AVFED_CACHE", Path.home() / ".cache" / "avfed")) / "pulse_av"
 
 
-def write_clip(clip: PulseClip, path: str | Path, crf: int = 18) -> Path:
+def write_clip(clip: PulseClip, path: str | Path, crf: int = 10) -> Path:
     """Write ``clip`` as an MP4 whose frames keep their irregular capture times
     (millisecond timestamps, variable frame rate) with an AAC audio track that starts at
-    ``audio_start_s``, plus ``<path>.json`` with the ground truth (1 Hz BPM series)."""
+    ``audio_start_s``, plus ``<path>.json`` with the ground truth (1 Hz BPM series).
+
+    H.264 at its usual quality (crf 18 and above) skips the sub-level colour changes of
+    the pulse in static regions and erases most of it, as heavy compression does to real
+    rPPG; the default crf 10 keeps it."""
     import av
 
     path = Path(path)
@@ -332,7 +336,7 @@ def write_clip(clip: PulseClip, path: str | Path, crf: int = 18) -> Path:
         for frame_rgb, t in zip(clip.frames, clip.frame_times, strict=True):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_rgb), format="rgb24")
             frame.pts = int(round(t * 1000))
-            frame.time_base = video.time_base
+            frame.time_base = Fraction(1, 1000)
             out.mux(video.encode(frame))
         out.mux(video.encode())
         if audio is not None and clip.audio is not None:

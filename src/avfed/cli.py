@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from avfed.cardio.cli import add_cardio_commands
+from avfed.colorize.cli import add_colorize_commands
 from avfed.config import ConfigError, RunConfig, builtin_recipes, load_config, to_yaml
 
 console = Console(highlight=False, soft_wrap=True)
@@ -35,9 +37,14 @@ def split_recipe(items: Sequence[str]) -> tuple[str, list[str]]:
 def _run(args: argparse.Namespace) -> int:
     from avfed.build import build_run
     from avfed.fl.simulation import check_resources, parallel_clients
-    from avfed.runs import RunDir
+    from avfed.runs import RunDir, resume_recipe, split_resume
 
-    recipe, overrides = split_recipe(args.overrides)
+    resume, items = split_resume(list(args.overrides))
+    recipe, overrides = split_recipe(items)
+    if resume is not None:  # the folder's own config, plus any overrides given now
+        if args.central:
+            raise ValueError("resume= continues a federated run; --central runs start over")
+        recipe = resume_recipe(resume)
     cfg = load_config(recipe, overrides)
     if not args.central:
         check_resources(cfg)
@@ -45,7 +52,7 @@ def _run(args: argparse.Namespace) -> int:
     built = build_run(cfg, with_strategy=not args.central)
     if built.skipped_files:
         console.print(f"[yellow]{len(built.skipped_files)} unreadable files skipped[/yellow]")
-    run = RunDir.create(cfg, args.run_dir)
+    run = RunDir.reopen(resume, cfg) if resume else RunDir.create(cfg, args.run_dir)
     alpha = f", α={cfg.data.alpha}" if cfg.data.partitioner in ("dirichlet", "quantity") else ""
     what = _what(cfg)
     where = ("centralised" if args.central else
@@ -58,6 +65,7 @@ def _run(args: argparse.Namespace) -> int:
         f"local epochs · seed {cfg.seed}"
     )
     console.print(f"run folder: {run.path}")
+    console.print(f"training step: {escape(step_description(built))}")
     if args.central:
         from avfed.central import run_central
         from avfed.lifecycle import StopOnSignal
@@ -73,6 +81,20 @@ def _run(args: argparse.Namespace) -> int:
         summary = run_federated(built, run, verbose=args.verbose)
     print_summary(summary)
     return 0
+
+
+def step_description(built: object) -> str:
+    """How the run's training steps compute (precision, memory format), as resolved by
+    its task (:mod:`avfed.precision`); a task without its own resolution gets the
+    config's."""
+    from avfed.precision import Acceleration
+
+    task = built.task  # type: ignore[attr-defined]
+    acceleration = getattr(task, "acceleration", None)
+    if not isinstance(acceleration, Acceleration):
+        acceleration = Acceleration.resolve(built.cfg.train, built.cfg.device,  # type: ignore[attr-defined]
+                                            task.model)
+    return acceleration.describe()
 
 
 SCORE_LABELS = {"knn_acc": "kNN top-1 (k=20)", "probe_acc": "linear probe"}
@@ -286,7 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avfed", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a recipe on Flower's simulation engine")
-    run.add_argument("overrides", nargs="*", help="recipe=NAME and dotted key=value overrides")
+    run.add_argument("overrides", nargs="*", help="recipe=NAME and dotted key=value overrides; "
+                     "resume=RUN_DIR continues an interrupted federated run")
     run.add_argument("--run-dir", default=None, help="write results here (default: runs/…)")
     run.add_argument("--verbose", action="store_true", help="show Flower's own logs")
     run.add_argument("--central", action="store_true",
@@ -327,6 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("optimizers", help="list local optimizers").set_defaults(func=_optimizers)
     sub.add_parser("partitioners", help="list data partitioners").set_defaults(
         func=_partitioners)
+    add_colorize_commands(sub)
+    add_cardio_commands(sub)
     return parser
 
 

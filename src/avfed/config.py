@@ -120,6 +120,13 @@ class TrainConfig:
     # RepOpt's constant scales (safetensors from `python -m avfed.optim.hypersearch`); the
     # repopt_* backbones are initialised from the same file. None = the search's start values
     repopt_scales: str | None = None
+    # arithmetic of the training step (avfed/precision.py): auto = bf16 autocast where the
+    # device runs bf16 natively (AVX512-BF16 / AMX CPUs, bf16 GPUs), fp32 elsewhere;
+    # fp32 | bf16 | fp16 (CUDA only, with loss scaling). Evaluation always runs in fp32
+    precision: str = "auto"
+    # auto = channels_last for models with 2-D convolutions (faster oneDNN/cuDNN kernels)
+    memory_format: str = "auto"  # auto | contiguous | channels_last
+    compile: bool = False  # torch.compile the model: each process compiles (slow start)
 
 
 @dataclass
@@ -140,6 +147,10 @@ class FLConfig:
     # accepted client updates a round needs; a round with fewer stops the run with the
     # clients' errors (1 = stop only when every client of a round failed)
     min_clients: int = 1
+    # on a real federation, how long a round waits for all fl.num_clients nodes to be
+    # connected before it goes ahead with those that are (at least fl.min_clients; with
+    # fewer the run stops); nodes that join or rejoin later are sampled again
+    node_wait_s: float = 120.0
     # federated evaluation: the global model is also scored by (a fraction of) the
     # clients on their own share of the held-out split, in the rounds the central
     # evaluation runs; needs a task with an evaluate_local
@@ -318,6 +329,10 @@ _CHECKS: list[tuple[str, Any, str]] = [
     ("train.batch_size", lambda v: v >= 2, "must be >= 2 (contrastive losses need pairs)"),
     ("train.lr", lambda v: v > 0, "must be > 0"),
     ("train.weight_decay", lambda v: v >= 0, "must be >= 0"),
+    ("train.precision", lambda v: v in ("auto", "fp32", "bf16", "fp16"),
+     "must be auto, fp32, bf16 or fp16"),
+    ("train.memory_format", lambda v: v in ("auto", "contiguous", "channels_last"),
+     "must be auto, contiguous or channels_last"),
     ("ssl.projection_dim", lambda v: v >= 1, "must be >= 1"),
     ("ssl.hidden_dim", lambda v: v >= 1, "must be >= 1"),
     ("ssl.cross_modal_weight", lambda v: v >= 0, "must be >= 0"),
@@ -332,6 +347,7 @@ _CHECKS: list[tuple[str, Any, str]] = [
     ("fl.eval_every", lambda v: v >= 1, "must be >= 1"),
     ("fl.timeout_s", lambda v: v > 0, "must be > 0 seconds"),
     ("fl.min_clients", lambda v: v >= 1, "must be >= 1"),
+    ("fl.node_wait_s", lambda v: v > 0, "must be > 0 seconds"),
     ("data.num_speakers", lambda v: v >= 2, "must be >= 2"),
     ("eval.knn_k", lambda v: v >= 1, "must be >= 1"),
     ("device", lambda v: v == "cpu" or v.startswith("cuda"), "must be 'cpu' or 'cuda[:N]'"),
@@ -358,6 +374,9 @@ def validate(config: RunConfig) -> None:
             f"{config.data.audio_source} reads your files from a folder; set "
             "data.audio_root=/path/to/folder"
         )
+    if config.train.precision == "fp16" and not config.device.startswith("cuda"):
+        raise ConfigError("invalid recipe field 'train.precision': fp16 needs device=cuda "
+                          "(loss-scaled fp16 is a GPU feature); use bf16 or auto on a CPU")
     if config.fl.min_clients > config.fl.num_clients:
         raise ConfigError(
             f"invalid recipe field 'fl.min_clients': {config.fl.min_clients} accepted updates "

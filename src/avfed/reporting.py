@@ -87,7 +87,8 @@ class RoundReporter:
                                       "reason": bad.reason})
         self.fed_evals[record.server_round] = {
             "clients": len(record.clients),
-            "left_out": {kind: len(record.failures(kind)) for kind in EVAL_FAILURE_KINDS},
+            "left_out": {kind: len(record.failures(kind))
+                         for kind in failure_kinds(record, EVAL_FAILURE_KINDS)},
             "eval_s": round(record.replies_at - record.started, 3),
             "scores": score_distribution(record.clients),
         }
@@ -118,7 +119,8 @@ class RoundReporter:
         if record is not None:
             round_s = record.replies_at - record.started
             row.update(clients_ok=len(record.clients), round_s=round(round_s, 3))
-            row.update({f"clients_{kind}": len(record.failures(kind)) for kind in FAILURE_KINDS})
+            row.update({f"clients_{kind}": len(record.failures(kind))
+                        for kind in failure_kinds(record, FAILURE_KINDS)})
             if self.federated:
                 parts.append(f"{len(record.clients)}/{record.asked} clients")
             n = sum(c[WEIGHT_KEY] for c in record.clients)
@@ -130,7 +132,8 @@ class RoundReporter:
                 parts.append("no usable client update")
             parts.append(f"{round_s:5.1f}s")
             if record.rejected:
-                counts = ", ".join(f"{len(record.failures(k))} {k}" for k in FAILURE_KINDS
+                counts = ", ".join(f"{len(record.failures(k))} {k}"
+                                   for k in failure_kinds(record, FAILURE_KINDS)
                                    if record.failures(k))
                 row["failures"] = describe_failures(record.rejected)
                 parts.append(f"[red]left out: {counts}[/red] ({escape(row['failures'])})")
@@ -192,6 +195,22 @@ class RoundReporter:
         self._draw()
         return summary
 
+    def snapshot(self) -> dict[str, Any]:
+        """What :meth:`restore` needs to continue an interrupted run's books (JSON)."""
+        return {"rounds_completed": max(self.rounds, default=0),
+                "evals": {str(r): s for r, s in self.evals.items()},
+                "failed": self.failed, "eval_failed": self.eval_failed,
+                "fed_evals": {str(r): f for r, f in self.fed_evals.items()}}
+
+    def restore(self, books: dict[str, Any]) -> None:
+        """Continue from :meth:`snapshot`: the rounds already run count in the summary."""
+        done = int(books["rounds_completed"])
+        self.rounds.update({r: RoundRecord(r, 0.0) for r in range(1, done + 1)})
+        self.evals.update({int(r): s for r, s in books["evals"].items()})
+        self.failed.update(books["failed"])
+        self.eval_failed.update(books["eval_failed"])
+        self.fed_evals.update({int(r): f for r, f in books["fed_evals"].items()})
+
     def _draw(self) -> None:
         """Plots of the run folder; a plot that cannot be drawn never fails the run."""
         from avfed.plots import draw_run
@@ -205,6 +224,12 @@ class RoundReporter:
             return
         for warning in caught:
             console.print(f"[yellow]{escape(str(warning.message))}[/yellow]")
+
+
+def failure_kinds(record: RoundRecord, always: tuple[str, ...]) -> tuple[str, ...]:
+    """``always``, plus any other kind this round saw (a real federation's ``lost``: a
+    node that stopped sending heartbeats), so it gets a column when it happens."""
+    return (*always, *sorted({bad.kind for bad in record.rejected} - set(always)))
 
 
 def initial_label(task: str) -> str:

@@ -10,6 +10,18 @@ per-client metrics and round timings. A round with fewer accepted updates than
 ``min_accepted`` raises :class:`RoundFailed` naming the clients' errors, which stops
 the run instead of carrying on with a model no client could train.
 
+On a real federation nodes come and go. Before a round samples, the mixin waits at most
+``node_wait_s`` (``fl.node_wait_s``) for ``min_available_nodes`` to be connected, then
+samples among the nodes connected at that moment, so that neither training nor
+evaluation ever waits without limit for a node that is gone; a node that joins or
+rejoins (under a new node id) is sampled again from the next round on. A reply that
+reports its node as unavailable (no heartbeat) is counted as ``lost``.
+
+Resume: :meth:`ScreenedStrategyMixin.strategy_state` returns the server-side state an
+interrupted run needs besides the global model (server-optimizer moments and momentum),
+:meth:`~ScreenedStrategyMixin.load_strategy_state` puts it back, and
+:meth:`~ScreenedStrategyMixin.start` takes ``first_round`` to continue from there.
+
 Federated evaluation (``fl.federated_eval``) is screened the same way but never stops
 a run: in the rounds :meth:`ScreenedStrategyMixin.evaluates` names, the clients asked
 score the global model on their own held-out data; replies that carry an error, a
@@ -19,14 +31,19 @@ did not answer are left out and counted, and the per-client rows go to ``on_eval
 
 from __future__ import annotations
 
+import io
 import math
 import time
 from collections.abc import Callable, Iterable
-from logging import WARNING
+from logging import INFO, WARNING
 from typing import Any
 
+import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.common import log as flower_log
+from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Result
 
 from avfed.fl.strategies.screening import reference_shapes, screen_eval_reply, screen_replies
 from avfed.logging_utils import get_logger
@@ -44,6 +61,33 @@ log = get_logger(__name__)
 
 class RoundFailed(RuntimeError):
     """Too few clients of a round produced a usable update; the run cannot go on."""
+
+
+# Server-side state of Flower's strategies that a resumed run must restore: FedOpt's
+# (FedAdam, FedYogi, FedAdagrad) moments and the model they are taken against, FedAvgM's
+# momentum and current model. Rules that read the previous global model (FedVSSL's SWA,
+# L-DAWA) get it from the global model the run resumes with.
+RESUMABLE_ATTRIBUTES = ("current_arrays", "m_t", "v_t", "momentum_vector")
+# how long between two looks at the connected nodes while waiting for more
+NODE_POLL_S = 1.0
+
+
+class _ConnectedNodes:
+    """A grid whose node list is fixed to the nodes connected when a round samples.
+
+    Flower's sampling waits, without a time limit, until ``min_available_nodes`` are
+    connected; given this view after :meth:`ScreenedStrategyMixin._wait_for_nodes` (and
+    minimums clamped to its size) it samples at once among the nodes that are there.
+    """
+
+    def __init__(self, grid: Grid, node_ids: list[int]) -> None:
+        self._grid, self._node_ids = grid, node_ids
+
+    def get_node_ids(self) -> list[int]:
+        return list(self._node_ids)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._grid, name)
 
 
 class ScreenedStrategyMixin:
@@ -71,6 +115,54 @@ class ScreenedStrategyMixin:
         self.on_evaluate: Callable[[RoundRecord], None] | None = None
         self.eval_rounds: dict[int, RoundRecord] = {}
         self._eval_asked: list[int] = []
+        # real federations: the bounded wait for nodes, and the reply time limit (logs)
+        self.node_wait_s = 120.0
+        self.timeout_s: float | None = None
+
+    def _wait_for_nodes(self, grid: Grid, server_round: int) -> list[int]:
+        """The nodes connected once ``min_available_nodes`` are, or ``node_wait_s`` passed.
+
+        Raises :class:`RoundFailed` when fewer than ``min_accepted`` are connected then:
+        no round could produce the updates the run asks for.
+        """
+        wanted = int(getattr(self, "min_available_nodes", 1))
+        nodes = list(grid.get_node_ids())
+        if len(nodes) >= wanted:
+            return nodes
+        started = time.monotonic()
+        flower_log(INFO, "round %d: waiting up to %.0f s (fl.node_wait_s) for %d nodes, "
+                   "%d connected", server_round, self.node_wait_s, wanted, len(nodes))
+        while len(nodes) < wanted and time.monotonic() - started < self.node_wait_s:
+            time.sleep(min(NODE_POLL_S, max(0.0, self.node_wait_s
+                                             - (time.monotonic() - started))))
+            nodes = list(grid.get_node_ids())
+        if len(nodes) < self.min_accepted:
+            raise RoundFailed(
+                f"round {server_round}: {len(nodes)} node(s) connected after waiting "
+                f"{self.node_wait_s:g} s (fl.node_wait_s), {self.min_accepted} needed "
+                "(fl.min_clients)")
+        if len(nodes) < wanted:
+            log.log(WARNING, "round %d: %d of %d nodes connected after %.0f s "
+                    "(fl.node_wait_s); going ahead with them", server_round, len(nodes),
+                    wanted, time.monotonic() - started)
+        return nodes
+
+    def _sample_from(self, grid: Grid, nodes: list[int], configure: Callable[[Grid], Any],
+                     minimums: tuple[str, ...]) -> list[Message]:
+        """``configure(grid)`` with the grid fixed to ``nodes`` and Flower's minimum node
+        counts clamped to how many there are, so that its sampling cannot block."""
+        saved = {name: getattr(self, name) for name in minimums if hasattr(self, name)}
+        try:
+            for name, value in saved.items():
+                setattr(self, name, max(1, min(int(value), len(nodes))))
+            return list(configure(_ConnectedNodes(grid, nodes)))  # type: ignore[arg-type]
+        finally:
+            for name, value in saved.items():
+                setattr(self, name, value)
+
+    def _no_reply_reason(self) -> str:
+        limit = f"={self.timeout_s:g} s" if self.timeout_s is not None else ""
+        return f"no reply within fl.timeout_s{limit}"
 
     def client_config(self, server_round: int) -> dict[str, Any]:
         """Extra train-config entries for the clients (a client-side update rule, say)."""
@@ -84,7 +176,12 @@ class ScreenedStrategyMixin:
         self.rounds[server_round] = RoundRecord(server_round, time.perf_counter())
         for key, value in self.client_config(server_round).items():
             config[key] = value
-        messages = list(super().configure_train(server_round, arrays, config, grid))  # type: ignore[misc]
+        nodes = self._wait_for_nodes(grid, server_round)
+        messages = self._sample_from(
+            grid, nodes,
+            lambda view: super(ScreenedStrategyMixin, self).configure_train(  # type: ignore[misc]
+                server_round, arrays, config, view),
+            ("min_available_nodes", "min_train_nodes"))
         self._asked = [msg.metadata.dst_node_id for msg in messages]
         self.rounds[server_round].asked = len(messages)
         return messages
@@ -97,8 +194,9 @@ class ScreenedStrategyMixin:
         record.replies_at = now
         replies = list(replies)
         accepted, rejected = screen_replies(replies, self._expected, self.weighted_by_key)
+        _mark_lost(rejected, replies)
         answered = {msg.metadata.src_node_id for msg in replies}
-        rejected += [Rejection(node, "no reply within fl.timeout_s", "timeout")
+        rejected += [Rejection(node, self._no_reply_reason(), "timeout")
                      for node in self._asked if node not in answered]
         for msg in accepted:
             self._partition_of[msg.metadata.src_node_id] = int(_partition_id(msg)[0])
@@ -129,7 +227,12 @@ class ScreenedStrategyMixin:
         if not self.evaluates(server_round):
             return []
         started = time.perf_counter()
-        messages = list(super().configure_evaluate(server_round, arrays, config, grid))  # type: ignore[misc]
+        # no waiting here: the nodes connected now score the model the round just made
+        messages = self._sample_from(
+            grid, list(grid.get_node_ids()),
+            lambda view: super(ScreenedStrategyMixin, self).configure_evaluate(  # type: ignore[misc]
+                server_round, arrays, config, view),
+            ("min_available_nodes", "min_evaluate_nodes"))
         if messages:  # none when federated evaluation is off (fraction_evaluate = 0)
             self._eval_asked = [msg.metadata.dst_node_id for msg in messages]
             self.eval_rounds[server_round] = RoundRecord(server_round, started,
@@ -158,8 +261,9 @@ class ScreenedStrategyMixin:
                 kind, reason = verdict
                 rejected.append(Rejection(msg.metadata.src_node_id, reason, kind,
                                           _reported_partition(msg)))
+        _mark_lost(rejected, replies)
         answered = {msg.metadata.src_node_id for msg in replies}
-        rejected += [Rejection(node, "no reply within fl.timeout_s", "timeout")
+        rejected += [Rejection(node, self._no_reply_reason(), "timeout")
                      for node in self._eval_asked if node not in answered]
         for bad in rejected:
             if bad.partition_id is None:
@@ -177,6 +281,108 @@ class ScreenedStrategyMixin:
             return None
         return MetricRecord({name: stats["weighted_mean"]
                              for name, stats in score_distribution(record.clients).items()})
+
+
+    # ---- resume ---------------------------------------------------------------------
+
+    def strategy_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """``(arrays, description)``: the server-side state a resumed run restores.
+
+        ``arrays`` maps ``attribute/key`` to a numpy array; ``description`` (JSON) says
+        how each attribute was held (a dict, a list or an ArrayRecord) and its keys.
+        """
+        arrays: dict[str, np.ndarray] = {}
+        described: dict[str, Any] = {}
+        for name in RESUMABLE_ATTRIBUTES:
+            value = getattr(self, name, None)
+            if value is None:
+                continue
+            if isinstance(value, ArrayRecord):
+                kind, items = "arrayrecord", [(k, a.numpy()) for k, a in value.items()]
+            elif isinstance(value, dict):
+                kind, items = "dict", list(value.items())
+            elif isinstance(value, list):
+                kind, items = "list", [(str(i), v) for i, v in enumerate(value)]
+            else:
+                raise TypeError(f"cannot save strategy attribute '{name}' of type "
+                                f"{type(value).__name__}")
+            described[name] = {"kind": kind, "keys": [k for k, _ in items]}
+            arrays.update({f"{name}/{k}": np.asarray(v) for k, v in items})
+        return arrays, described
+
+    def load_strategy_state(self, arrays: dict[str, np.ndarray],
+                            described: dict[str, Any]) -> None:
+        """Put back what :meth:`strategy_state` returned."""
+        from flwr.app import Array
+
+        for name, how in described.items():
+            if name not in RESUMABLE_ATTRIBUTES or not hasattr(self, name):
+                raise ValueError(f"the saved strategy state holds '{name}', which "
+                                 f"{type(self).__name__} does not keep")
+            items = [(k, arrays[f"{name}/{k}"]) for k in how["keys"]]
+            if how["kind"] == "arrayrecord":
+                value: Any = ArrayRecord({k: Array(np.ascontiguousarray(v)) for k, v in items})
+            elif how["kind"] == "dict":
+                value = dict(items)
+            else:
+                value = [v for _, v in items]
+            setattr(self, name, value)
+
+    def start(self, grid: Grid, initial_arrays: ArrayRecord, num_rounds: int = 3,
+              timeout: float = 3600, train_config: ConfigRecord | None = None,
+              evaluate_config: ConfigRecord | None = None,
+              evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
+              first_round: int = 1) -> Result:
+        """Flower's round loop; ``first_round > 1`` continues an interrupted run, whose
+        global model after round ``first_round - 1`` is ``initial_arrays``."""
+        self.timeout_s = timeout
+        if first_round <= 1:
+            return super().start(  # type: ignore[misc]
+                grid=grid, initial_arrays=initial_arrays, num_rounds=num_rounds,
+                timeout=timeout, train_config=train_config, evaluate_config=evaluate_config,
+                evaluate_fn=evaluate_fn)
+        # The same steps as Flower's Strategy.start, from a later round and without the
+        # initial evaluation (the interrupted run made it).
+        flower_log(INFO, "Resuming %s at round %d of %d", type(self).__name__, first_round,
+                   num_rounds)
+        train_config = ConfigRecord() if train_config is None else train_config
+        evaluate_config = ConfigRecord() if evaluate_config is None else evaluate_config
+        result, arrays = Result(), initial_arrays
+        result.arrays = arrays
+        for current_round in range(first_round, num_rounds + 1):
+            flower_log(INFO, "[ROUND %s/%s]", current_round, num_rounds)
+            replies = grid.send_and_receive(
+                messages=self.configure_train(current_round, arrays, train_config, grid),
+                timeout=timeout)
+            new_arrays, train_metrics = self.aggregate_train(current_round, replies)
+            if new_arrays is not None:
+                result.arrays = arrays = new_arrays
+            if train_metrics is not None:
+                result.train_metrics_clientapp[current_round] = train_metrics
+            replies = grid.send_and_receive(
+                messages=self.configure_evaluate(current_round, arrays, evaluate_config,
+                                                 grid),
+                timeout=timeout)
+            eval_metrics = self.aggregate_evaluate(current_round, replies)
+            if eval_metrics is not None:
+                result.evaluate_metrics_clientapp[current_round] = eval_metrics
+            if evaluate_fn:
+                scores = evaluate_fn(current_round, arrays)
+                if scores is not None:
+                    result.evaluate_metrics_serverapp[current_round] = scores
+        for line in io.StringIO(str(result)):
+            flower_log(INFO, "\t%s", line.strip("\n"))
+        return result
+
+
+def _mark_lost(rejected: list[Rejection], replies: list[Message]) -> None:
+    """Errors that say the node stopped sending heartbeats become ``lost``."""
+    lost = {msg.metadata.src_node_id for msg in replies
+            if msg.has_error() and msg.error.code == ErrorCode.NODE_UNAVAILABLE}
+    for bad in rejected:
+        if bad.node_id in lost:
+            bad.kind = "lost"
+            bad.reason = "node lost: it stopped sending heartbeats"
 
 
 # Per-client bookkeeping: recorded per client, meaningless once averaged over clients.

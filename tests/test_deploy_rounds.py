@@ -1,0 +1,59 @@
+"""Rounds on a real federation: nodes that are missing, lost or back again.
+
+Driven in-process by test_resume's InlineGrid (the real ServerApp and ClientApp, no
+engine); test_deploy.py runs the same on Flower's deployment engine.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from avfed.config import ConfigError, load_config
+from test_resume import TINY, InlineGrid, no_plots, run_inline  # noqa: F401 - fixture
+
+
+def rows(path, name):
+    return [json.loads(x) for x in (path / f"{name}.jsonl").read_text().splitlines()]
+
+
+def test_missing_and_lost_nodes_are_waited_for_within_limits_and_used_again(tmp_path):
+    """Round 1: one of three nodes is not connected (the round waits fl.node_wait_s, then
+    goes ahead) and one connected node is lost mid-round; round 2: both are back."""
+    cfg = load_config("simclr_digits", [*TINY, "fl.node_wait_s=1.5"])
+    grid = InlineGrid(3)
+    first, second, third = grid.node_ids
+    grid._connected = lambda calls: grid.node_ids[:2] if not grid.sent else grid.node_ids
+    grid._lost = lambda node, rnd: node == second and rnd == 1
+    started = time.perf_counter()
+    summary = run_inline(cfg, tmp_path / "run", grid)
+    assert time.perf_counter() - started < 60
+    assert summary["status"] == "finished" and summary["rounds_completed"] == 2
+    assert sorted(grid.sent) == sorted([(1, first), (1, second), (2, first), (2, second),
+                                        (2, third)])
+    clients = rows(tmp_path / "run", "clients")
+    assert sorted((c["round"], c["status"]) for c in clients) == [
+        (1, "lost"), (1, "ok"), (2, "ok"), (2, "ok"), (2, "ok")]
+    (lost,) = [c for c in clients if c["status"] == "lost"]
+    assert lost["node_id"] == second and "heartbeat" in lost["reason"]
+    round1 = rows(tmp_path / "run", "metrics")[1]
+    assert (round1["clients_ok"], round1["clients_lost"]) == (1, 1)
+    assert f"node {second}" in round1["failures"]
+    assert summary["failed_clients"]["lost"] == 1
+
+
+def test_too_few_nodes_after_the_wait_stop_the_run_with_the_reason(tmp_path):
+    cfg = load_config("simclr_digits", [*TINY, "fl.node_wait_s=0.5", "fl.min_clients=2"])
+    grid = InlineGrid(3)
+    grid._connected = lambda calls: grid.node_ids[:1]
+    summary = run_inline(cfg, tmp_path / "run", grid)
+    assert summary["status"] == "failed"
+    assert "1 node(s) connected after waiting 0.5 s (fl.node_wait_s), 2 needed" in summary["error"]
+    assert not grid.sent
+
+
+def test_node_wait_must_be_positive():
+    with pytest.raises(ConfigError, match="fl.node_wait_s"):
+        load_config("simclr_digits", ["fl.node_wait_s=0"])

@@ -57,3 +57,40 @@ def test_too_few_nodes_after_the_wait_stop_the_run_with_the_reason(tmp_path):
 def test_node_wait_must_be_positive():
     with pytest.raises(ConfigError, match="fl.node_wait_s"):
         load_config("simclr_digits", ["fl.node_wait_s=0"])
+
+
+def image_tree(root, per_class: int, seed: int):
+    """``root/<class>/<i>.png``: two classes of small random images."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    for label in ("a", "b"):
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):
+            cv2.imwrite(str(root / label / f"{i}.png"),
+                        rng.integers(0, 255, (16, 16, 3), dtype=np.uint8))
+    return root
+
+
+def test_nodes_with_their_own_data_train_on_all_of_it(tmp_path):
+    """The server holds only evaluation data; each node reads its own folder whole."""
+    server = image_tree(tmp_path / "server", 12, 0)
+    sizes = {0: 7, 1: 11}  # images per class on each node
+    roots = {i: image_tree(tmp_path / f"node{i}", n, i + 1) for i, n in sizes.items()}
+    cfg = load_config("simclr_digits", [
+        *TINY, "fl.rounds=1", "fl.num_clients=2", "data.source=image_folder",
+        f"data.root={server}", "data.partitioner=iid", "train.batch_size=8"])
+    grid = InlineGrid(2, node_config=lambda i: {"partition-id": i, "data-root": str(roots[i])})
+    summary = run_inline(cfg, tmp_path / "run", grid)
+    assert summary["status"] == "finished", summary.get("error")
+    trained = {c["partition-id"]: c["num-examples"] for c in rows(tmp_path / "run", "clients")}
+    assert trained == {0: 2 * sizes[0], 1: 2 * sizes[1]}  # both classes, every image
+
+
+def test_node_local_data_needs_a_folder_source(tmp_path):
+    cfg = load_config("simclr_digits", [*TINY, "fl.rounds=1", "fl.num_clients=2"])
+    grid = InlineGrid(2, node_config=lambda i: {"partition-id": i, "data-root": str(tmp_path)})
+    summary = run_inline(cfg, tmp_path / "run", grid)
+    assert summary["status"] == "failed"
+    assert "data.source=image_digits is built in, not read from a folder" in summary["error"]

@@ -100,13 +100,6 @@ def _check_modalities(cfg: RunConfig) -> None:
             f"invalid recipe field 'task.name': data.source={cfg.data.source} holds video "
             f"clips, which the {cfg.task.name} task does not train on; use a video task "
             f"({', '.join(video_tasks)})")
-    if source_modality(cfg.data.source) == "video" and not task_registry.meta(
-            cfg.task.name, "video", False):
-        video_tasks = [n for n in task_registry.names() if task_registry.meta(n, "video", False)]
-        raise ConfigError(
-            f"invalid recipe field 'task.name': data.source={cfg.data.source} holds video "
-            f"clips, which the {cfg.task.name} task does not train on; use a video task "
-            f"({', '.join(video_tasks)})")
     if cfg.data.audio_source is None:
         return
     if source_modality(cfg.data.source) != "image":

@@ -55,21 +55,6 @@ class VideoDataConfig:
 
 
 @dataclass
-class VideoDataConfig:
-    """How videos become fixed-size clips ``[C, T, H, W]`` (frames at ``data.image_size``²).
-
-    Each video is stored as ``num_frames`` frames; training and evaluation cut shorter
-    clips out of them (the task's ``clip_len``). Folder sources decode ``num_frames``
-    frames ``frame_stride`` apart from the middle of each file.
-    """
-
-    num_frames: int = 16
-    frame_stride: int = 1  # video folders: keep every k-th decoded frame
-    videos_per_class: int = 60  # moving_digits: clips generated per motion class
-    split: int = 1  # ucf101 / hmdb51: which of the three official train/test splits
-
-
-@dataclass
 class DataConfig:
     source: str = "image_digits"  # an image or an audio source (`avfed data` lists them)
     root: str | None = None  # folder for user data sources (*_folder, esc50, speech_commands)
@@ -88,7 +73,6 @@ class DataConfig:
     partitioner: str = "dirichlet"  # iid | dirichlet | shards | quantity | by_group (speakers)
     alpha: float = 0.5  # Dirichlet concentration (dirichlet, quantity)
     classes_per_client: int = 2  # shards
-    video: VideoDataConfig = field(default_factory=VideoDataConfig)  # video sources only
     video: VideoDataConfig = field(default_factory=VideoDataConfig)  # video sources only
 
 
@@ -334,10 +318,6 @@ _CHECKS: list[tuple[str, Any, str]] = [
     ("data.test_fraction", lambda v: 0.0 < v < 1.0, "must be in (0, 1)"),
     ("data.alpha", lambda v: v > 0, "must be > 0"),
     ("data.classes_per_client", lambda v: v >= 1, "must be >= 1"),
-    ("data.video.num_frames", lambda v: v >= 2, "must be >= 2"),
-    ("data.video.frame_stride", lambda v: v >= 1, "must be >= 1"),
-    ("data.video.videos_per_class", lambda v: v >= 1, "must be >= 1"),
-    ("data.video.split", lambda v: v in (1, 2, 3), "must be 1, 2 or 3 (the official splits)"),
     ("data.video.num_frames", lambda v: v >= 2, "must be >= 2"),
     ("data.video.frame_stride", lambda v: v >= 1, "must be >= 1"),
     ("data.video.videos_per_class", lambda v: v >= 1, "must be >= 1"),

@@ -68,17 +68,6 @@ def _moving_digits(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
     return stratified_split(full, cfg.test_fraction, seed)
 
 
-@register_source("moving_digits", "video",
-                 "a real digit moving over a photo, 10 motion classes (the class is the motion; "
-                 "built in)")
-def _moving_digits(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
-    from avfed.data.sources.moving_digits import load_moving_digits
-
-    full = load_moving_digits(cfg.video.videos_per_class, cfg.video.num_frames, cfg.image_size,
-                              seed)
-    return stratified_split(full, cfg.test_fraction, seed)
-
-
 @register_source("image_folder", "image", "your images in root/<class>/<file> (ImageFolder)")
 def _image_folder(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
     from avfed.data.sources.folders import load_image_folder

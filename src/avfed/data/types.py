@@ -126,35 +126,3 @@ class VideoSet(ImageSet):
         groups = None if self.groups is None else self.groups[idx]
         return VideoSet(self.images[torch.from_numpy(idx)], self.labels[idx], self.classes,
                         groups=groups, fps=self.fps)
-
-
-@dataclass
-class VideoSet(ImageSet):
-    """Clips ``[N, C, T, H, W]`` as uint8 (0–255) with integer labels.
-
-    Videos are kept as bytes, a quarter of the memory of floats, and scaled to ``[0, 1]``
-    batch by batch when a clip is cut and augmented (:mod:`avfed.video.augment`). ``T``
-    is the whole stored video; training and evaluation cut clips out of it. ``fps`` is
-    the frame rate the frames were sampled at.
-    """
-
-    fps: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.images.ndim != 5:
-            raise ValueError(
-                f"VideoSet.images must be [N, C, T, H, W], got shape {tuple(self.images.shape)}"
-            )
-        if len(self.images) != len(self.labels):
-            raise ValueError(f"VideoSet has {len(self.images)} videos but {len(self.labels)} "
-                             "labels")
-
-    @property
-    def num_frames(self) -> int:
-        return int(self.images.shape[2])
-
-    def subset(self, indices: np.ndarray) -> VideoSet:
-        idx = np.asarray(indices, dtype=np.int64)
-        groups = None if self.groups is None else self.groups[idx]
-        return VideoSet(self.images[torch.from_numpy(idx)], self.labels[idx], self.classes,
-                        groups=groups, fps=self.fps)

@@ -41,6 +41,8 @@ def add_cardio_commands(sub: argparse._SubParsersAction) -> None:
     _estimator_arguments(serve)
     serve.add_argument("--max-sessions", type=int, default=16)
     serve.add_argument("--max-message-bytes", type=int, default=2_000_000)
+    serve.add_argument("--demo", action="store_true", help="also serve a pulse_av clip: open "
+                       "/?src=/media/pulse_av.webm to watch the page estimate its heart rate")
     serve.set_defaults(func=_serve)
 
     train = commands.add_parser("train", help="train CardioNet with avfed's engine "

@@ -231,26 +231,31 @@ def render_clip(spec: SubjectSpec, duration_s: float = 20.0, size: tuple[int, in
     times = frame_schedule(duration_s, fps_plan, seed=seed * 1000 + spec.id)
     width, height = size
     base, mask = _subject_face(spec, (width, height))
-    modulation = (mask[..., None] * PULSE_SIGNATURE[None, None, :]).astype(np.float32)
+    pulsing = (base * mask[..., None] * PULSE_SIGNATURE[None, None, :]).astype(np.float32)
     scale = width / 160.0
     ph = rng.uniform(0, 2 * np.pi, 4)
+    # sensor noise drawn from a bank of independent fields, picked at random per frame:
+    # drawing a fresh field per frame would dominate the rendering time
+    bank = rng.normal(0, noise_sigma, (12, height, width, 3)).astype(np.float32)
+    picks = rng.integers(0, len(bank), len(times))
+    pulse_at = np.interp(times, np.arange(len(ppg)) / GT_RATE, ppg)
     frames = np.empty((len(times), height, width, 3), np.uint8)
     for i, t in enumerate(times):
-        p = float(np.interp(t, np.arange(len(ppg)) / GT_RATE, ppg))
         light = 1.0 + 0.05 * np.sin(2 * np.pi * t / 13.0 + ph[0]) + 0.04 * t / duration_s
-        frame = base * (1.0 + spec.pulse_amplitude * p * modulation) * light
+        frame = cv2.addWeighted(base, light, pulsing,
+                                light * spec.pulse_amplitude * pulse_at[i], 0.0)
         dx = motion_px * scale * (np.sin(2 * np.pi * t / 5.3 + ph[1]) + 0.3 * np.sin(t * 4.1))
         dy = 0.7 * motion_px * scale * np.sin(2 * np.pi * t / 7.1 + ph[2])
         angle = 1.5 * np.sin(2 * np.pi * t / 9.7 + ph[3])
         m = cv2.getRotationMatrix2D((width / 2, height / 2), angle, 1.0)
         m[:, 2] += (dx, dy)
         frame = cv2.warpAffine(frame, m, (width, height), borderMode=cv2.BORDER_REFLECT)
-        frame += rng.normal(0, noise_sigma, frame.shape).astype(np.float32)
-        frame8 = np.clip(frame + 0.5, 0, 255).astype(np.uint8)
+        if noise_sigma > 0:
+            frame = cv2.add(frame, bank[picks[i]])
+        frame8 = cv2.convertScaleAbs(frame)  # rounds and saturates to 0..255
         if jpeg_quality < 100:
-            ok, buf = cv2.imencode(".jpg", frame8[..., ::-1],
-                                   [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
-            frame8 = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+            ok, buf = cv2.imencode(".jpg", frame8, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
+            frame8 = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
         frames[i] = frame8
     track = speech_track(spec, duration_s, ppg, seed, audio_offset_s) if audio else None
     return PulseClip(spec, frames, times, track, audio_offset_s, hr, ppg,
@@ -312,9 +317,10 @@ def cache_dir() -> Path:
 
 
 def write_clip(clip: PulseClip, path: str | Path, crf: int = 10) -> Path:
-    """Write ``clip`` as an MP4 whose frames keep their irregular capture times
-    (millisecond timestamps, variable frame rate) with an AAC audio track that starts at
-    ``audio_start_s``, plus ``<path>.json`` with the ground truth (1 Hz BPM series).
+    """Write ``clip`` as an MP4 (H.264 + AAC) or, for a ``.webm`` path, WebM (VP8 + Opus),
+    whose frames keep their irregular capture times (millisecond timestamps, variable
+    frame rate) and whose audio starts at ``audio_start_s``, plus ``<path>.json`` with
+    the ground truth (1 Hz BPM series).
 
     H.264 at its usual quality (crf 18 and above) skips the sub-level colour changes of
     the pulse in static regions and erases most of it, as heavy compression does to real
@@ -324,14 +330,17 @@ def write_clip(clip: PulseClip, path: str | Path, crf: int = 10) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     height, width = clip.frames.shape[1:3]
-    with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=1000)  # 1 ms ticks: VFR times survive
+    webm = path.suffix == ".webm"  # VP8 + Opus: what every browser plays
+    with av.open(str(path), "w", format="webm" if webm else None) as out:
+        video = out.add_stream("libvpx" if webm else "libx264", rate=1000)  # 1 ms ticks
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         video.time_base = Fraction(1, 1000)
-        video.options = {"crf": str(crf), "preset": "veryfast"}
-        audio = None
+        video.options = ({"crf": "4", "b:v": "20M", "qmin": "0", "qmax": "8",
+                          "deadline": "realtime", "cpu-used": "8"} if webm
+                         else {"crf": str(crf), "preset": "veryfast"})
+        audio, rate = None, 48000 if webm else AUDIO_RATE
         if clip.audio is not None:
-            audio = out.add_stream("aac", rate=AUDIO_RATE)
+            audio = out.add_stream("libopus" if webm else "aac", rate=rate)
             audio.layout = "mono"
         for frame_rgb, t in zip(clip.frames, clip.frame_times, strict=True):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_rgb), format="rgb24")
@@ -340,17 +349,21 @@ def write_clip(clip: PulseClip, path: str | Path, crf: int = 10) -> Path:
             out.mux(video.encode(frame))
         out.mux(video.encode())
         if audio is not None and clip.audio is not None:
-            start = int(round(clip.audio_start_s * AUDIO_RATE))
             samples = clip.audio
+            if rate != AUDIO_RATE:
+                from scipy.signal import resample_poly
+
+                samples = resample_poly(samples, rate, AUDIO_RATE).astype(np.float32)
+            start = int(round(clip.audio_start_s * rate))
             if start < 0:  # audio before time 0 is cut: a track cannot start before the file
                 samples, start = samples[-start:], 0
-            chunk = 1024
-            for i in range(0, len(samples), chunk):
+            chunk = 960 if webm else 1024
+            for i in range(0, len(samples) - chunk + 1, chunk):
                 block = samples[i:i + chunk][None, :]
                 frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block), format="fltp",
                                                    layout="mono")
-                frame.sample_rate = AUDIO_RATE
-                frame.pts = start + i
+                frame.sample_rate = rate
+                frame.pts, frame.time_base = start + i, Fraction(1, rate)
                 out.mux(audio.encode(frame))
             out.mux(audio.encode())
     truth = {"subject": asdict(clip.subject), "audio_start_s": clip.audio_start_s,
@@ -361,11 +374,11 @@ def write_clip(clip: PulseClip, path: str | Path, crf: int = 10) -> Path:
 
 
 def demo_clip(path: str | Path | None = None, subject: int = 0, duration_s: float = 20.0,
-              size: tuple[int, int] = (320, 240), seed: int = 0) -> Path:
+              size: tuple[int, int] = (320, 240), seed: int = 0, suffix: str = ".mp4") -> Path:
     """A cached demo MP4 of one subject (what ``avfed cardio run pulse_av`` and the page
     play); generated once, reused after."""
     spec = subject_table(max(subject + 1, 1), seed)[subject]
-    name = f"demo_s{subject}_{int(duration_s)}s_{size[0]}x{size[1]}_seed{seed}.mp4"
+    name = f"demo_s{subject}_{int(duration_s)}s_{size[0]}x{size[1]}_seed{seed}{suffix}"
     target = Path(path) if path else cache_dir() / name
     if not target.exists():
         clip = render_clip(spec, duration_s, size=size, seed=seed)

@@ -18,6 +18,7 @@ from rich.table import Table
 from avfed.cardio.cli import add_cardio_commands
 from avfed.colorize.cli import add_colorize_commands
 from avfed.config import ConfigError, RunConfig, builtin_recipes, load_config, to_yaml
+from avfed.deploy.cli import add_federate_commands
 
 console = Console(highlight=False, soft_wrap=True)
 
@@ -352,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
         func=_partitioners)
     add_colorize_commands(sub)
     add_cardio_commands(sub)
+    add_federate_commands(sub)
     return parser
 
 

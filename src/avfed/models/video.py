@@ -97,11 +97,16 @@ class VideoResNet(nn.Module):
             if isinstance(module, nn.Conv3d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's output ``[B, 8·width, T', H', W']``, before pooling: where
+        things are, for heads that localise (a tracking pretext)."""
         if x.ndim != 5:
             raise ValueError(f"video backbones expect clips [B, C, T, H, W]; got shape "
                              f"{tuple(x.shape)}")
-        return torch.flatten(self.pool(self.stages(self.stem(x))), 1)
+        return self.stages(self.stem(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.pool(self.feature_map(x)), 1)
 
 
 def _check(in_chans: int, width: int) -> None:

@@ -43,7 +43,7 @@ def check_video_run(parts: RunParts, task: str) -> None:
         raise ConfigError(
             f"invalid recipe field 'data.source': the {task} task trains on video, but "
             f"data.source={cfg.data.source} is not a video source (video sources: "
-            "moving_digits, ucf101, hmdb51, video_folder), or data.audio_source is set")
+            "moving_digits, ucf101, hmdb51, kinetics_folder), or data.audio_source is set")
     if not models.model_registry.meta(cfg.model.name, "video", False):
         raise ConfigError(
             f"invalid recipe field 'model.name': {cfg.model.name} is not a video backbone; "

@@ -7,7 +7,9 @@ centre in every frame. Tracking an object that looks like any other region needs
 motion, which is what the backbone should learn. The original tracks with a head on
 the spatio-temporal feature map and several patches; this lightweight form keeps one
 patch and regresses the ``2·L`` per-frame coordinates (normalised to ``[-1, 1]``) from
-the pooled features with a small MLP and a smooth-L1 loss.
+the backbone's feature map — average-pooled to a small fixed grid, so where things are
+survives, which a globally pooled vector would have to smuggle through its channels —
+with a small MLP and a smooth-L1 loss.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from torch import nn
 from avfed.ssl.video.base import PretextModel, VideoPretext, check_positive, register_pretext
 from avfed.ssl.video.clips import gather_clips, random_starts
 from avfed.video.augment import ClipAugment
+
+# (time, height, width) cells the feature map is pooled to before the regression head
+TRACK_GRID = (2, 4, 4)
 
 
 def random_tracks(batch: int, clip_len: int, size: int, patch: int, max_speed: float,
@@ -66,9 +71,14 @@ class CtP(VideoPretext):
         if max_speed < 0:
             raise ValueError(f"max_speed must be >= 0, got {max_speed}")
         self.patch_fraction, self.max_speed = float(patch_fraction), float(max_speed)
-        head = nn.Sequential(nn.Linear(backbone.num_features, check_positive("hidden_dim",
-                                                                             hidden_dim)),
-                             nn.ReLU(inplace=True), nn.Linear(hidden_dim, 2 * self.clip_len))
+        if not hasattr(backbone, "feature_map"):
+            raise ValueError(f"ctp tracks the patch on the backbone's feature map; "
+                             f"{type(backbone).__name__} has no feature_map()")
+        grid = TRACK_GRID[0] * TRACK_GRID[1] * TRACK_GRID[2]
+        head = nn.Sequential(
+            nn.AdaptiveAvgPool3d(TRACK_GRID), nn.Flatten(),
+            nn.Linear(backbone.num_features * grid, check_positive("hidden_dim", hidden_dim)),
+            nn.ReLU(inplace=True), nn.Linear(hidden_dim, 2 * self.clip_len))
         self.model = PretextModel(backbone, head, share_heads)
 
     def required_frames(self) -> int:
@@ -93,7 +103,8 @@ class CtP(VideoPretext):
     def loss(self, videos: torch.Tensor, generator: torch.Generator
              ) -> tuple[torch.Tensor, dict[str, float]]:
         clips, target = self.make_batch(videos, generator)
-        predicted = self.model.head(self.model.backbone(clips)).view_as(target.to(clips.device))
+        feature_map = self.model.backbone.feature_map(clips)  # type: ignore[operator]
+        predicted = self.model.head(feature_map).view_as(target.to(clips.device))
         target = target.to(predicted.device)
         error_px = float((predicted.detach() - target).abs().mean()) * clips.shape[-1] / 2
         return F.smooth_l1_loss(predicted, target, beta=0.1), {"pretext_err_px": error_px}

@@ -121,14 +121,15 @@ def test_ctp_targets_are_the_pasted_patch_centres():
     measured = torch.stack([cx + 0.5, cy + 0.5], dim=-1) * 2 / 20 - 1
     assert torch.allclose(measured, centres(tracks, 4, 20), atol=1e-5)
 
-    # through the pretext: each video is one flat value, the patch comes from another video
-    videos = (torch.arange(6) * 40).view(6, 1, 1, 1, 1).expand(6, 3, 10, 8, 8)
+    # through the pretext: videos of two grey levels strictly inside (0, 1); the patch,
+    # cut from another video and contrast-stretched, holds only 0s and 1s
+    videos = (torch.arange(6) * 40 + 30).view(6, 1, 1, 1, 1).expand(6, 3, 10, 8, 8).clone()
+    videos[..., 4:, :] += 10
     pretext = pretext_registry.get("ctp")(_tiny_backbone(), IDENTITY, clip_len=5,
                                           patch_fraction=0.25, max_speed=0.2)
     clips, target = pretext.make_batch(videos.to(torch.uint8).contiguous(),
                                        torch.Generator().manual_seed(4))
-    own = clips[:, :, :1, :1, :1]
-    mask = (clips[:, 0] != own[:, 0]).float()  # [B, L, H, W]
+    mask = ((clips[:, 0] == 0) | (clips[:, 0] == 1)).float()  # [B, L, H, W]
     ys, xs = torch.meshgrid(torch.arange(8.0), torch.arange(8.0), indexing="ij")
     m = mask.sum(dim=(2, 3))
     got = torch.stack([(mask * xs).sum((2, 3)) / m + 0.5, (mask * ys).sum((2, 3)) / m + 0.5],

@@ -1,7 +1,9 @@
 """CtP, "catch the patch" (Wang et al., ICCV 2021), FedVSSL's main pretext task.
 
 A small patch — cut from another video of the batch, so it looks like scene content —
-is pasted onto the clip and moved along a random path (constant velocity with
+is pasted onto the clip (its contrast stretched to the full range, so that on the dim
+photographs of small clips it is findable at all; without it a tiny network learns
+nothing in a few hundred steps) and moved along a random path (constant velocity with
 reflections at the frame border, drawn per clip); the network regresses the patch
 centre in every frame. Tracking an object that looks like any other region needs
 motion, which is what the backbone should learn. The original tracks with a head on
@@ -53,6 +55,13 @@ def paste_patches(clips: torch.Tensor, patches: torch.Tensor, corners: torch.Ten
     return out
 
 
+def stretch_contrast(patches: torch.Tensor) -> torch.Tensor:
+    """Each patch's values spread over ``[0, 1]`` (min → 0, max → 1; a flat patch → 0)."""
+    low = patches.amin(dim=(1, 2, 3), keepdim=True)
+    high = patches.amax(dim=(1, 2, 3), keepdim=True)
+    return (patches - low) / (high - low).clamp_min(1e-6)
+
+
 def centres(corners: torch.Tensor, patch: int, size: int) -> torch.Tensor:
     """Patch centres in normalised coordinates (−1 = left/top edge, 1 = right/bottom)."""
     return (corners.float() + patch / 2) * 2 / size - 1
@@ -95,8 +104,8 @@ class CtP(VideoPretext):
         # the patch: a square of the next video's first frame, at a random place
         donor = torch.roll(clips[:, :, 0], shifts=1, dims=0)
         at = torch.randint(0, size - p + 1, (b, 2), generator=generator)
-        patches = torch.stack([donor[i, :, y : y + p, x : x + p]
-                               for i, (x, y) in enumerate(at.tolist())])
+        patches = stretch_contrast(torch.stack([donor[i, :, y : y + p, x : x + p]
+                                                for i, (x, y) in enumerate(at.tolist())]))
         corners = random_tracks(b, self.clip_len, size, p, self.max_speed * size, generator)
         return paste_patches(clips, patches, corners), centres(corners, p, size)
 

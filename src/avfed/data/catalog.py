@@ -101,50 +101,6 @@ def _hmdb51(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
         folder, v.split, v.num_frames, v.frame_stride, cfg.image_size), cfg.test_fraction, seed)
 
 
-@register_source("moving_digits", "video",
-                 "a real digit moving over a photo, 10 motion classes (the class is the motion; "
-                 "built in)")
-def _moving_digits(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
-    from avfed.data.sources.moving_digits import load_moving_digits
-
-    full = load_moving_digits(cfg.video.videos_per_class, cfg.video.num_frames, cfg.image_size,
-                              seed)
-    return stratified_split(full, cfg.test_fraction, seed)
-
-
-@register_source("kinetics_folder", "video",
-                 "your videos in root/<class>/<file> (or root/train + root/val, Kinetics-style)")
-def _kinetics_folder(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
-    from avfed.data.sources.video_folders import finish_split, load_video_folder
-
-    folder = _require_root("kinetics_folder", root, "data.root")
-    v = cfg.video
-    return finish_split("kinetics_folder", folder, load_video_folder(
-        folder, v.num_frames, v.frame_stride, cfg.image_size), cfg.test_fraction, seed)
-
-
-@register_source("ucf101", "video", "UCF-101 at root (UCF-101/<Class>/*.avi + ucfTrainTestlist); "
-                                    "official split data.video.split")
-def _ucf101(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
-    from avfed.data.sources.video_folders import finish_split, load_ucf101
-
-    folder = _require_root("ucf101", root, "data.root")
-    v = cfg.video
-    return finish_split("ucf101", folder, load_ucf101(
-        folder, v.split, v.num_frames, v.frame_stride, cfg.image_size), cfg.test_fraction, seed)
-
-
-@register_source("hmdb51", "video", "HMDB-51 at root (<class>/*.avi + testTrainMulti_7030_splits);"
-                                    " official split data.video.split")
-def _hmdb51(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
-    from avfed.data.sources.video_folders import finish_split, load_hmdb51
-
-    folder = _require_root("hmdb51", root, "data.root")
-    v = cfg.video
-    return finish_split("hmdb51", folder, load_hmdb51(
-        folder, v.split, v.num_frames, v.frame_stride, cfg.image_size), cfg.test_fraction, seed)
-
-
 @register_source("image_folder", "image", "your images in root/<class>/<file> (ImageFolder)")
 def _image_folder(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
     from avfed.data.sources.folders import load_image_folder

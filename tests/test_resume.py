@@ -96,14 +96,17 @@ class InlineGrid(Grid):
                          ) -> Iterable[Message]:
         replies = []
         for msg in messages:
+            msg.metadata.__dict__["_message_id"] = msg.object_id  # as the grid's push does
             node = msg.metadata.dst_node_id
             rnd = int(msg.content["config"]["server-round"])
             if msg.metadata.message_type == "train":
                 self.sent.append((rnd, node))
             if self._silent(node, rnd):
                 continue
-            if self._lost(node, rnd):
-                replies.append(Message(Error(ErrorCode.NODE_UNAVAILABLE, "gone"), reply_to=msg))
+            if self._lost(node, rnd):  # the SuperLink answers, from its own node id (1)
+                reply = Message(Error(ErrorCode.NODE_UNAVAILABLE, "gone"), reply_to=msg)
+                reply.metadata.__dict__["_src_node_id"] = 1
+                replies.append(reply)
                 continue
             try:
                 reply = client_app(msg, self.contexts[node])

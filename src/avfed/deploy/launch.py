@@ -108,15 +108,8 @@ class LocalFederation:
     def start(self, timeout_s: float = 120.0) -> None:
         """Start the SuperLink, register node keys (authentication), start the nodes and
         wait until every node is activated."""
-        self.logs.mkdir(parents=True, exist_ok=True)
-        home = Path(self.env["FLWR_HOME"])
-        home.mkdir(parents=True, exist_ok=True)
-        (home / "config.toml").write_text(connection_toml(self.plan))
-        self.app_dir.mkdir(parents=True, exist_ok=True)
-        (self.app_dir / "pyproject.toml").write_text(app_pyproject())
         deadline = time.monotonic() + timeout_s
-        self._spawn("superlink", superlink_command(self.plan))
-        self._wait_for_port(deadline)
+        self.start_superlink(deadline)
         if self.plan.auth:
             for i in range(self.plan.nodes):
                 self.register(i)
@@ -127,6 +120,18 @@ class LocalFederation:
                     else " (TLS + node authentication)" if self.plan.auth else " (TLS)")
         self.say(f"federation up: SuperLink {self.plan.address}, {self.plan.nodes} "
                  f"SuperNodes{security}; logs in {self.logs}")
+
+    def start_superlink(self, deadline: float) -> None:
+        """Write the connection config and the app, start the SuperLink and wait until it
+        listens."""
+        self.logs.mkdir(parents=True, exist_ok=True)
+        home = Path(self.env["FLWR_HOME"])
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "config.toml").write_text(connection_toml(self.plan))
+        self.app_dir.mkdir(parents=True, exist_ok=True)
+        (self.app_dir / "pyproject.toml").write_text(app_pyproject())
+        self._spawn("superlink", superlink_command(self.plan))
+        self._wait_for_port(deadline)
 
     def register(self, i: int) -> None:
         done = subprocess.run(register_command(self.plan, i), cwd=self.workdir,

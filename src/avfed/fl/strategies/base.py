@@ -106,6 +106,9 @@ class ScreenedStrategyMixin:
         self.rounds: dict[int, RoundRecord] = {}
         self._expected: dict[str, tuple[int, ...]] = {}
         self._asked: list[int] = []
+        # message id → the node it was sent to: the SuperLink answers for a lost node
+        # with an error reply from itself, which names the node only by the message
+        self._sent: list[Message] = []
         self._partition_of: dict[int, int] = {}  # node id → partition id, once known
         self.previous_global: ArrayRecord | None = None
         # federated evaluation: the rounds it runs in (every evaluate_every-th and the
@@ -183,8 +186,16 @@ class ScreenedStrategyMixin:
                 server_round, arrays, config, view),
             ("min_available_nodes", "min_train_nodes"))
         self._asked = [msg.metadata.dst_node_id for msg in messages]
+        self._sent = messages
         self.rounds[server_round].asked = len(messages)
         return messages
+
+    def _origin(self, reply: Message) -> int:
+        """The node a reply is about: its sender, or for an error the SuperLink sends on
+        a node's behalf, the node the original message went to."""
+        sent = {msg.metadata.message_id: msg.metadata.dst_node_id for msg in self._sent
+                if msg.metadata.message_id}
+        return sent.get(reply.metadata.reply_to_message_id, reply.metadata.src_node_id)
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
@@ -194,8 +205,11 @@ class ScreenedStrategyMixin:
         record.replies_at = now
         replies = list(replies)
         accepted, rejected = screen_replies(replies, self._expected, self.weighted_by_key)
-        _mark_lost(rejected, replies)
-        answered = {msg.metadata.src_node_id for msg in replies}
+        failing = [msg for msg in replies if not any(msg is ok for ok in accepted)]
+        for bad, msg in zip(rejected, failing, strict=True):  # both in reply order
+            bad.node_id = self._origin(msg)
+        _mark_lost(rejected, replies, self._origin)
+        answered = {self._origin(msg) for msg in replies}
         rejected += [Rejection(node, self._no_reply_reason(), "timeout")
                      for node in self._asked if node not in answered]
         for msg in accepted:
@@ -235,6 +249,7 @@ class ScreenedStrategyMixin:
             ("min_available_nodes", "min_evaluate_nodes"))
         if messages:  # none when federated evaluation is off (fraction_evaluate = 0)
             self._eval_asked = [msg.metadata.dst_node_id for msg in messages]
+            self._sent = messages
             self.eval_rounds[server_round] = RoundRecord(server_round, started,
                                                          asked=len(messages))
         return messages
@@ -259,10 +274,10 @@ class ScreenedStrategyMixin:
                 self._partition_of[msg.metadata.src_node_id] = int(_partition_id(msg)[0])
             else:
                 kind, reason = verdict
-                rejected.append(Rejection(msg.metadata.src_node_id, reason, kind,
+                rejected.append(Rejection(self._origin(msg), reason, kind,
                                           _reported_partition(msg)))
-        _mark_lost(rejected, replies)
-        answered = {msg.metadata.src_node_id for msg in replies}
+        _mark_lost(rejected, replies, self._origin)
+        answered = {self._origin(msg) for msg in replies}
         rejected += [Rejection(node, self._no_reply_reason(), "timeout")
                      for node in self._eval_asked if node not in answered]
         for bad in rejected:
@@ -375,9 +390,10 @@ class ScreenedStrategyMixin:
         return result
 
 
-def _mark_lost(rejected: list[Rejection], replies: list[Message]) -> None:
+def _mark_lost(rejected: list[Rejection], replies: list[Message],
+               origin: Callable[[Message], int]) -> None:
     """Errors that say the node stopped sending heartbeats become ``lost``."""
-    lost = {msg.metadata.src_node_id for msg in replies
+    lost = {origin(msg) for msg in replies
             if msg.has_error() and msg.error.code == ErrorCode.NODE_UNAVAILABLE}
     for bad in rejected:
         if bad.node_id in lost:

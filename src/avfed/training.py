@@ -2,7 +2,9 @@
 
 Batches are drawn by index from one in-memory tensor and augmented on the fly in one
 kornia call per view: no DataLoader workers, which would oversubscribe the cores
-that the simulation engine has already divided among client actors.
+that the simulation engine has already divided among client actors. Views are made in
+fp32; the method's forward pass and loss run in the precision and memory format of
+``train.precision`` / ``train.memory_format`` (:mod:`avfed.precision`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from avfed.config import TrainConfig
 from avfed.models.multimodal import use_modality
 from avfed.optimizers import make_optimizer
+from avfed.precision import Acceleration
 from avfed.ssl.base import SSLMethod
 
 
@@ -59,6 +62,7 @@ def train_ssl(
     generator: torch.Generator | None = None,
     device: str = "cpu",
     regularizer: Callable[[], torch.Tensor] | None = None,
+    acceleration: Acceleration | None = None,
 ) -> TrainResult:
     """Train ``method`` on ``images`` for ``epochs`` (default ``cfg.local_epochs``).
 
@@ -68,7 +72,9 @@ def train_ssl(
     only one, since contrastive losses on 1–2 samples are meaningless and BatchNorm
     fails on a single row. ``regularizer`` (e.g. FedProx's proximal term) is added to
     the loss that is optimised but not to the loss that is reported, so losses stay
-    comparable across aggregation rules.
+    comparable across aggregation rules. ``acceleration`` is the task's resolved
+    precision and memory format (default: resolved from ``cfg`` and applied to
+    ``method`` here); the regularizer is computed in fp32, outside autocast.
     """
     inputs = dict(images) if isinstance(images, Mapping) else {"": images}
     augments = dict(augment) if isinstance(augment, Mapping) else {"": augment}
@@ -79,7 +85,10 @@ def train_ssl(
         if modality not in augments:
             raise ValueError(f"no augmentation given for modality '{modality}'")
     epochs = epochs or cfg.local_epochs
+    if acceleration is None:
+        acceleration = Acceleration.for_model(cfg, device, method)
     optimizer = make_optimizer(method, cfg)
+    step = acceleration.stepper(optimizer)
     method.train()
     start = time.perf_counter()
     epoch_losses: list[float] = []
@@ -91,15 +100,15 @@ def train_ssl(
             x = inputs[modality][idx].to(device)
             with use_modality(method, modality or None):
                 view1, view2 = augments[modality](x), augments[modality](x)
-                loss = method.training_loss(view1, view2)
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"SSL loss became {loss.item()} at step {steps}")
-            objective = loss if regularizer is None else loss + regularizer()
-            optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            optimizer.step()
+                with acceleration.autocast():
+                    loss = method.training_loss(acceleration.to_input(view1),
+                                                acceleration.to_input(view2)).float()
+            value = loss.item()
+            if not math.isfinite(value):
+                raise FloatingPointError(f"SSL loss became {value} at step {steps}")
+            step(loss if regularizer is None else loss + regularizer())
             method.after_step()
-            total += loss.item()
+            total += value
             steps += 1
         epoch_losses.append(total / len(plan))
     return TrainResult(

@@ -8,7 +8,9 @@ import torch
 
 from avfed import ssl
 from avfed.audio.augment import reset_mixup_memories
+from avfed.eval.baselines import log_mel_statistics_scores
 from avfed.eval.protocols import evaluate_all, raw_input_scores
+from avfed.precision import Acceleration
 from avfed.ssl.base import SSLMethod
 from avfed.ssl.cross_modal import cross_modal_regularizer, label_pairs
 from avfed.tasks.base import (
@@ -39,6 +41,8 @@ class SSLTask(Task):
             cfg.ssl.method, backbone, projection_dim=cfg.ssl.projection_dim,
             hidden_dim=cfg.ssl.hidden_dim, **parts.resolved.ssl)
         self.model = self.method.to(cfg.device)
+        # precision and memory format, resolved and applied once per process
+        self.acceleration = Acceleration.for_model(cfg.train, cfg.device, self.model)
         self.augment = {m: a.to(cfg.device) for m, a in parts.augmentations().items()}
 
     def shared_state(self) -> State:
@@ -56,7 +60,7 @@ class SSLTask(Task):
                                            self._cross_modal_term(data, context.seed))
         result = train_ssl(self.method, data.inputs, {m: self.augment[m] for m in data.inputs},
                            self.cfg.train, generator=generator, device=self.cfg.device,
-                           regularizer=regularizer)
+                           regularizer=regularizer, acceleration=self.acceleration)
         return TrainOutcome(result.loss, result.num_examples, result.seconds,
                             {"first-epoch-loss": result.first_loss})
 
@@ -64,7 +68,15 @@ class SSLTask(Task):
         return evaluate_all(self.method, self.splits, self.cfg)
 
     def baselines(self) -> dict[str, dict[str, float]]:
-        return {"raw input": raw_input_scores(self.splits, self.cfg)}
+        """kNN / probe on the raw input and, for audio, on per-band log-mel statistics
+        (the stronger no-learning bar for speech)."""
+        result = {"raw input": raw_input_scores(self.splits, self.cfg)}
+        stats = log_mel_statistics_scores(self.splits, self.cfg.eval.knn_k,
+                                          self.cfg.eval.knn_temperature,
+                                          self.cfg.eval.probe_max_iter)
+        if stats:
+            result["log-mel stats"] = stats
+        return result
 
     def _cross_modal_term(self, data: ClientData, seed: int) -> Regularizer | None:
         """FSSUAVL's auxiliary pair term, for clients holding both modalities."""

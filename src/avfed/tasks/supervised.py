@@ -34,6 +34,7 @@ from avfed.eval.protocols import raw_input_scores
 from avfed.models.multimodal import MultiModalBackbone
 from avfed.models.reparam import Reparameterizable, reparameterize_model
 from avfed.optimizers import make_optimizer
+from avfed.precision import Acceleration
 from avfed.tasks.base import ClientData, Task, TrainContext, TrainOutcome
 from avfed.tasks.parts import RunParts
 from avfed.tasks.registry import register_task
@@ -136,6 +137,8 @@ class SupervisedTask(Task):
         self.augment = ({m: a.to(self.cfg.device) for m, a in parts.augmentations().items()}
                         if augment else {})
         self.reparameterizable = has_reparameterizable_blocks(self.model)
+        # precision and memory format of the training step, resolved and applied once
+        self.acceleration = Acceleration.for_model(self.cfg.train, self.cfg.device, self.model)
 
     # -- training ---------------------------------------------------------------------
 
@@ -161,7 +164,8 @@ class SupervisedTask(Task):
         device, train_cfg = self.cfg.device, self.cfg.train
         labels = {m: torch.as_tensor(np.asarray(y), dtype=torch.long)
                   for m, y in data.labels.items()}
-        optimizer = self.make_optimizer()
+        acceleration = self.acceleration
+        step = acceleration.stepper(self.make_optimizer())
         self.set_train_mode()
         epoch_losses: list[float] = []
         for _ in range(train_cfg.local_epochs):
@@ -173,16 +177,17 @@ class SupervisedTask(Task):
                 if modality in self.augment:
                     with torch.no_grad():
                         x = self.augment[modality](x)
-                loss = supervised_loss(self.model, x, y, modality=modality,
-                                       label_smoothing=self.label_smoothing, mixup=self.mixup,
-                                       generator=generator, rng=rng)
-                if not math.isfinite(loss.item()):
-                    raise FloatingPointError(f"supervised loss became {loss.item()}")
-                objective = loss if context.regularizer is None else loss + context.regularizer()
-                optimizer.zero_grad(set_to_none=True)
-                objective.backward()
-                optimizer.step()
-                total += loss.item()
+                with acceleration.autocast():
+                    loss = supervised_loss(self.model, acceleration.to_input(x), y,
+                                           modality=modality,
+                                           label_smoothing=self.label_smoothing,
+                                           mixup=self.mixup, generator=generator,
+                                           rng=rng).float()
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"supervised loss became {value}")
+                step(loss if context.regularizer is None else loss + context.regularizer())
+                total += value
             epoch_losses.append(total / len(plan))
         return TrainOutcome(epoch_losses[-1], data.num_examples, time.perf_counter() - started,
                             {"first-epoch-loss": epoch_losses[0]})

@@ -8,6 +8,7 @@ is one ``avfed run`` in its own process (a fresh simulation engine each time), i
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -35,6 +36,8 @@ class Outcome:
     initials: list[dict[str, float]] = field(default_factory=list)
     wall_s: list[float] = field(default_factory=list)
     client_train_s: list[float] = field(default_factory=list)
+    # per seed, the run's trivial baselines ({"raw input": {...}, "log-mel stats": {...}})
+    baselines: list[dict[str, dict[str, float]]] = field(default_factory=list)
 
     def mean_std(self, key: str) -> tuple[float, float]:
         values = [f[key] for f in self.finals if key in f]
@@ -78,6 +81,7 @@ def compare(recipe: str, variants: list[Variant], seeds: list[int],
             outcome.initials.append(summary["random_init"])
             outcome.wall_s.append(summary["bench_wall_s"])
             outcome.client_train_s.append(summary["client_train_s"])
+            outcome.baselines.append(summary.get("baselines") or {})
             scores = " · ".join(f"{k} {v:.3f}" for k, v in summary["final"].items())
             console.print(f"{variant.label:<28} seed {seed}: {scores} "
                           f"({summary['bench_wall_s']:.0f} s)")
@@ -91,10 +95,59 @@ def score_rows(outcomes: list[Outcome], keys: list[str]) -> list[list[object]]:
         cells: list[object] = [outcome.label]
         for key in keys:
             mean, std = outcome.mean_std(key)
-            cells.append(f"{mean:.3f} ± {std:.3f}")
-        cells.append(f"{statistics.fmean(outcome.wall_s):.0f}")
+            cells.append("—" if math.isnan(mean) else f"{mean:.3f} ± {std:.3f}")
+        wall = statistics.fmean(outcome.wall_s) if outcome.wall_s else float("nan")
+        cells.append("—" if math.isnan(wall) else f"{wall:.0f}")
         rows.append(cells)
     return rows
+
+
+BASELINE_LABELS = {"raw input": "raw input (no learning)",
+                   "log-mel stats": "log-mel statistics (no learning)"}
+
+
+def reference_outcomes(outcomes: list[Outcome]) -> list[Outcome]:
+    """The rows a result has to beat, taken from the runs themselves (same splits,
+    same seeds): each trivial baseline the runs report, then the random-init backbone
+    (round 0 of the first variant)."""
+    first = outcomes[0]
+    rows = []
+    for name in first.baselines[0] if first.baselines else {}:
+        ref = Outcome(BASELINE_LABELS.get(name, name))
+        ref.finals = [b[name] for b in first.baselines if name in b]
+        ref.wall_s = [float("nan")]
+        rows.append(ref)
+    initial = Outcome("random init (same backbone)")
+    initial.finals = list(first.initials)
+    initial.wall_s = [float("nan")]
+    return [*rows, initial]
+
+
+def supervised_bound(recipe: str, seeds: list[int], epochs: int,
+                     extra: list[str]) -> Outcome:
+    """The recipe's backbone trained centrally with labels for ``epochs`` (per modality,
+    with that modality's stem alone): test accuracy, reported in the probe column."""
+    from avfed.build import load_data, resolve_components
+    from avfed.config import load_config
+    from avfed.eval.supervised import supervised_accuracy
+    from avfed.tasks.parts import RunParts
+
+    upper = Outcome("supervised (upper bound)")
+    for seed in seeds:
+        cfg = load_config(recipe, [f"seed={seed}", *extra])
+        splits = load_data(cfg)
+        resolved = resolve_components(cfg)
+        scores = {}
+        for modality, (train, test) in splits.items():
+            parts = RunParts(cfg, {modality: (train, test)}, resolved)
+            prefix = f"{modality}_" if len(splits) > 1 else ""
+            scores[prefix + "probe_acc"] = supervised_accuracy(
+                parts.backbone(), train, test, parts.augmentations()[modality],
+                epochs=epochs, modality=modality, seed=seed)
+        console.print(f"{'supervised':<28} seed {seed}: {scores}")
+        upper.finals.append(scores)
+    upper.wall_s = [float("nan")]
+    return upper
 
 
 def save_bar_plot(path: Path, outcomes: list[Outcome], keys: list[str], title: str) -> bool:

@@ -19,21 +19,26 @@ from __future__ import annotations
 import argparse
 
 from common import append_section, markdown_table
-from compare_runs import Variant, compare, console, score_rows
+from compare_runs import (
+    Outcome,
+    Variant,
+    compare,
+    console,
+    reference_outcomes,
+    score_rows,
+    supervised_bound,
+)
 
-from avfed.build import load_data, resolve_components
 from avfed.config import load_config
-from avfed.eval.supervised import supervised_accuracy
-from avfed.tasks.parts import RunParts
 
 KEYS = ["image_knn_acc", "image_probe_acc", "audio_knn_acc", "audio_probe_acc"]
 
 
-def separate_models(recipe: str, seeds: list[int], extra: list[str],
+def separate_models(recipe: str, seeds: list[int], extra: list[str], audio_source: str,
                     image_clients: int, audio_clients: int) -> list[dict[str, float]]:
     """Per seed, the image-only and the audio-only runs' scores, merged under modality keys."""
     image = Variant("image only", ["data.audio_source=null", f"fl.num_clients={image_clients}"])
-    audio = Variant("audio only", ["data.source=spoken_digits", "data.audio_source=null",
+    audio = Variant("audio only", [f"data.source={audio_source}", "data.audio_source=null",
                                    f"fl.num_clients={audio_clients}"])
     (img,) = compare(recipe, [image], seeds, extra)
     (aud,) = compare(recipe, [audio], seeds, extra)
@@ -43,25 +48,6 @@ def separate_models(recipe: str, seeds: list[int], extra: list[str],
         row.update({f"audio_{k}": v for k, v in a_scores.items()})
         merged.append(row)
     return merged
-
-
-def supervised(recipe: str, seeds: list[int], epochs: int, extra: list[str]) -> list[dict]:
-    rows = []
-    for seed in seeds:
-        cfg = load_config(recipe, [f"seed={seed}", *extra])
-        scores = {}
-        splits = load_data(cfg)
-        resolved = resolve_components(cfg)
-        for modality, (train, test) in splits.items():
-            # the run's backbone with this modality's stem alone
-            parts = RunParts(cfg, {modality: (train, test)}, resolved)
-            backbone = parts.backbone()
-            augment = parts.augmentations()[modality]
-            scores[f"{modality}_probe_acc"] = supervised_accuracy(
-                backbone, train, test, augment, epochs=epochs, modality=modality, seed=seed)
-        console.print(f"{'supervised':<28} seed {seed}: {scores}")
-        rows.append(scores)
-    return rows
 
 
 def main() -> None:
@@ -86,23 +72,25 @@ def main() -> None:
                                     "data.client_modalities.both=0.4",
                                     "ssl.cross_modal_weight=1.0"]),
     ], args.seeds, extra)
-    from compare_runs import Outcome
-
     separate = Outcome("separate models")
-    separate.finals = separate_models(args.recipe, args.seeds, extra, image_clients,
-                                      audio_clients)
+    separate.finals = separate_models(args.recipe, args.seeds, extra,
+                                      cfg.data.audio_source or "noisy_spoken_digits",
+                                      image_clients, audio_clients)
     separate.wall_s = [float("nan")]
-    upper = Outcome("supervised (upper bound)")
-    upper.finals = supervised(args.recipe, args.seeds, args.supervised_epochs, extra)
-    upper.wall_s = [float("nan")]
-    rows = score_rows([*outcomes, separate, upper], KEYS)
+    references = reference_outcomes(outcomes)
+    if args.supervised_epochs > 0:
+        references.append(supervised_bound(args.recipe, args.seeds, args.supervised_epochs,
+                                           extra))
+    rows = score_rows([*references, *outcomes, separate], KEYS)
     table = markdown_table(["model", "image kNN", "image probe", "audio kNN", "audio probe",
                             "wall s / run"], rows)
     note = (f"{n} clients ({image_clients} image-only, {audio_clients} audio-only; the "
             "'+ pairs' row uses 3/3/4 image/audio/both clients with the digit-class pairing "
             f"as auxiliary information), {cfg.fl.rounds} rounds × {cfg.train.local_epochs} "
             f"local epochs, seeds {args.seeds}; frozen-backbone scores on held-out digits "
-            "(speaker-disjoint for audio); supervised = same backbone trained centrally with "
+            "(speaker-disjoint for audio). First rows, from the same runs: kNN / probe on the "
+            "raw input (pixels; flattened log-mel), on per-band log-mel statistics (audio), "
+            "and the random-init backbone; supervised = same backbone trained centrally with "
             f"labels for {args.supervised_epochs} epochs (its probe column is test accuracy).")
     console.print(table)
     console.print(note)

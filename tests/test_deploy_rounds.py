@@ -94,3 +94,51 @@ def test_node_local_data_needs_a_folder_source(tmp_path):
     summary = run_inline(cfg, tmp_path / "run", grid)
     assert summary["status"] == "failed"
     assert "data.source=image_digits is built in, not read from a folder" in summary["error"]
+
+
+def test_print_commands_name_every_flag_a_real_federation_needs(capsys):
+    from avfed.cli import main
+
+    assert main(["federate", "recipe=simclr_digits", "fl.rounds=2", "--nodes", "2",
+                 "--host", "0.0.0.0", "--link-address", "10.0.0.5", "--tls", "--auth",
+                 "--certs", "/etc/avfed/certs", "--data-root", "/data/a", "--data-root",
+                 "/data/b", "--print-commands"]) == 0
+    out = capsys.readouterr().out
+    link = next(line for line in out.splitlines() if "flower-superlink" in line)
+    assert link.startswith("FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1 ")
+    for flag in ("--disable-runtime-dependency-installation", "--host 0.0.0.0",
+                 "--ssl-certfile /etc/avfed/certs/server.pem", "--enable-supernode-auth"):
+        assert flag in link
+    nodes = [line for line in out.splitlines() if "flower-supernode" in line]
+    assert len(nodes) == 2
+    for i, line in enumerate(nodes):
+        assert "--superlink 10.0.0.5:9191" in line and f"--port {9201 + i}" in line
+        assert f"partition-id={i} num-partitions=2 data-root=\"/data/{'ab'[i]}\"" in line
+        assert f"--auth-supernode-private-key /etc/avfed/certs/keys/supernode_{i}" in line
+    assert out.count("flwr supernode register /etc/avfed/certs/keys/supernode_") == 2
+    assert "fl.num_clients=2" in out.splitlines()[-1]
+
+
+def test_federation_stops_every_process_tree_it_started_even_on_ctrl_c(tmp_path):
+    """Children that start their own session (as Flower's SuperExec does) go too."""
+
+    from avfed.deploy.commands import FederationPlan
+    from avfed.deploy.launch import LocalFederation, _alive
+    from avfed.lifecycle import descendant_pids
+
+    federation = LocalFederation(FederationPlan(nodes=1), tmp_path, say=lambda text: None)
+    federation.logs.mkdir(parents=True)
+    script = "setsid sleep 300 & sleep 300 & wait"
+    with pytest.raises(KeyboardInterrupt), federation:
+        for name in ("superlink", "node_0"):
+            federation._spawn(name, ["bash", "-c", script])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(
+                len(descendant_pids(p.pid)) < 2 for p in federation.processes.values()):
+            time.sleep(0.05)
+        started = [pid for p in federation.processes.values()
+                   for pid in [p.pid, *descendant_pids(p.pid)]]
+        assert len(started) == 6
+        raise KeyboardInterrupt
+    assert not any(_alive(pid) for pid in started)
+    assert all(p.poll() is not None for p in federation.processes.values())

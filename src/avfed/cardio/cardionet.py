@@ -69,10 +69,10 @@ class SincFilterBank(nn.Module):
     """Band-pass filters with learnable low and high cut-offs (SincNet, Ravanelli &
     Bengio 2018): few parameters, and each filter stays a band-pass while it learns."""
 
-    def __init__(self, filters: int, kernel: int, rate: int, low_hz: float = 60.0,
+    def __init__(self, filters: int, kernel: int, rate: int, low_hz: float = 50.0,
                  high_hz: float | None = None) -> None:
         super().__init__()
-        high_hz = high_hz or rate / 2 - 50
+        high_hz = high_hz or rate / 2 - 20
         edges = torch.linspace(math.log(low_hz), math.log(high_hz), filters + 1).exp()
         self.low = nn.Parameter(edges[:-1] / rate)
         self.band = nn.Parameter((edges[1:] - edges[:-1]) / rate)
@@ -98,9 +98,9 @@ class CardioNet(nn.Module):
     positive scale) sampled at ``video_rate``; ``audio`` ``[B, N]`` at ``audio_rate``.
     ``forward`` returns logits over the heart-rate bins (``self.bpm_bins``)."""
 
-    def __init__(self, branches: str = "av", video_rate: float = 16.0, audio_rate: int = 2000,
+    def __init__(self, branches: str = "av", video_rate: float = 16.0, audio_rate: int = 1000,
                  window_s: float = 6.0, width: int = 32, projections: int = 8,
-                 audio_filters: int = 12, heads: int = 4, nfft: int = 512,
+                 audio_filters: int = 8, heads: int = 4, nfft: int = 512,
                  band: tuple[float, float] = (0.7, 3.0)) -> None:
         super().__init__()
         if branches not in BRANCHES:
@@ -114,14 +114,14 @@ class CardioNet(nn.Module):
                              persistent=False)
         if branches in ("av", "video"):
             self.difference = TemporalDifference()
-            self.encoder = nn.Sequential(
-                nn.Conv2d(6, 16, 3, padding=1), nn.ReLU(),
-                nn.Conv2d(16, projections, 3, padding=1),
+            self.encoder = nn.Sequential(  # stride 2 first: the pulse is in the mean colour
+                nn.Conv2d(6, 12, 3, stride=2, padding=1), nn.ReLU(),
+                nn.Conv2d(12, projections, 1),
                 nn.AdaptiveAvgPool2d(1))
             self.video_freq = FrequencyAware(projections, bins, nfft)
             self.video_embed = nn.Linear(projections, width)
         if branches in ("av", "audio"):
-            self.filters = SincFilterBank(audio_filters, 65, audio_rate)
+            self.filters = SincFilterBank(audio_filters, 33, audio_rate)
             self.audio_freq = FrequencyAware(audio_filters, bins, nfft)
             self.audio_embed = nn.Linear(audio_filters, width)
         self.position = nn.Parameter(torch.zeros(1, len(bins), width))

@@ -46,7 +46,7 @@ class WindowSpec:
     stride_s: float = 1.0
     crop_rate: float = 16.0
     crop_size: int = 12
-    audio_rate: int = 2000
+    audio_rate: int = 1000  # speech below 500 Hz: voicing and the first formant
 
     @property
     def frames(self) -> int:

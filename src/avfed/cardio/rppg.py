@@ -84,27 +84,29 @@ def green(rgb: np.ndarray, fs: float) -> np.ndarray:
 
 
 def chrom(rgb: np.ndarray, fs: float, window_s: float = WINDOW_S) -> np.ndarray:
-    """CHROM, windowed with 50 % overlap and Hann overlap-add."""
+    """CHROM with 50 % overlapping windows and Hann overlap-add.
+
+    Colour is normalised by its moving mean over ``window_s`` and the chrominance signals
+    are band-passed over the whole trace, then combined per window with that window's
+    α. (Band-passing each 1.6 s window on its own, as some implementations do, cannot
+    pass a pulse below about 60 BPM — barely more than one beat fits — and locks onto
+    its harmonic.)"""
+    from scipy.ndimage import uniform_filter1d
+
     rgb = _check_rgb(rgb)
     n = len(rgb)
     win = max(4, int(round(window_s * fs)))
-    win += win % 2
-    if n < win:
-        win = n - n % 2
+    win = min(win + win % 2, n - n % 2)
+    cn = rgb / np.maximum(uniform_filter1d(rgb, win, axis=0, mode="nearest"), 1e-9)
+    x = bandpass(3 * cn[:, 0] - 2 * cn[:, 1], fs)
+    y = bandpass(1.5 * cn[:, 0] + cn[:, 1] - 1.5 * cn[:, 2], fs)
     half = win // 2
     out = np.zeros(n)
     hann = np.hanning(win)
-    starts = list(range(0, n - win + 1, half)) or [0]
-    for start in starts:
-        seg = rgb[start:start + win]
-        cn = seg / np.maximum(seg.mean(0), 1e-9)
-        x = 3 * cn[:, 0] - 2 * cn[:, 1]
-        y = 1.5 * cn[:, 0] + cn[:, 1] - 1.5 * cn[:, 2]
-        if len(seg) > 12:
-            x, y = bandpass(x, fs), bandpass(y, fs)
-        alpha = x.std() / max(y.std(), 1e-12)
-        s = x - alpha * y
-        out[start:start + len(s)] += hann[:len(s)] * s
+    for start in range(0, n - win + 1, half):
+        xs, ys = x[start:start + win], y[start:start + win]
+        alpha = xs.std() / max(ys.std(), 1e-12)
+        out[start:start + win] += hann * (xs - alpha * ys)
     return out
 
 
@@ -166,12 +168,19 @@ def spectral_peak(pulse: np.ndarray, fs: float, band: tuple[float, float] = BAND
     return float(f0), float(snr)
 
 
-def peak_interval_bpm(pulse: np.ndarray, fs: float, max_bpm: float = 180.0) -> float:
-    """60 / mean interval between systolic peaks (nan with fewer than 3 peaks)."""
+def peak_interval_bpm(pulse: np.ndarray, fs: float, max_bpm: float = 180.0,
+                      expected_bpm: float | None = None) -> float:
+    """60 / mean interval between systolic peaks (nan with fewer than 3 peaks).
+
+    With ``expected_bpm`` (the spectral estimate) peaks closer than 60 % of its beat
+    interval are not counted twice: at slow rates the diastolic wave is a peak of its own.
+    """
     from scipy.signal import find_peaks
 
     x = np.asarray(pulse, np.float64)
-    peaks, _ = find_peaks(x, distance=max(1, int(fs * 60 / max_bpm)),
+    fastest = max_bpm if expected_bpm is None or not np.isfinite(expected_bpm) else min(
+        max_bpm, expected_bpm / 0.6)
+    peaks, _ = find_peaks(x, distance=max(1, int(fs * 60 / fastest)),
                           prominence=0.3 * x.std() if x.std() > 0 else None)
     if len(peaks) < 3:
         return float("nan")
@@ -192,4 +201,5 @@ def estimate_heart_rate(rgb: np.ndarray, fs: float, method: str = "pos") -> Hear
         raise ValueError(f"need at least 2 s of signal, got {len(rgb) / fs:.2f} s")
     pulse = pulse_signal(rgb, fs, method)
     f0, snr = spectral_peak(pulse, fs)
-    return HeartRate(60 * f0, peak_interval_bpm(pulse, fs), snr, confidence_from_snr(snr))
+    return HeartRate(60 * f0, peak_interval_bpm(pulse, fs, expected_bpm=60 * f0), snr,
+                     confidence_from_snr(snr))

@@ -24,7 +24,7 @@ install: $(VENV)/.installed
 dev: $(VENV)/.installed-dev
 
 demo: $(VENV)/.installed
-	$(BIN)/avfed run recipe=simclr_digits
+	$(BIN)/avfed run recipe=simclr_cluttered
 
 test: $(VENV)/.installed-dev browser
 	$(BIN)/python -m pytest

@@ -6,7 +6,8 @@ import math
 from avfed.cli import main
 from avfed.runs import load_checkpoint
 
-TINY = ["recipe=byol_digits", "fl.rounds=2", "data.image_size=16", "data.test_fraction=0.7",
+TINY = ["recipe=byol_digits", "data.source=image_digits", "fl.rounds=2", "data.image_size=16",
+        "data.test_fraction=0.7",
         "model.name=resnet10_cifar", "model.args.width=4", "ssl.hidden_dim=32",
         "ssl.projection_dim=16", "train.local_epochs=1", "eval.probe_max_iter=100",
         "fl.eval_every=2"]

@@ -26,7 +26,7 @@ RECIPES = {
     "ldawa_digits": [*IMAGES, "fl.strategy_args.warmup_rounds=0"],  # the rule itself runs
     "fedvssl_digits": IMAGES,
     "fedrepopt_digits": ["data.image_size=16", "data.test_fraction=0.7"],
-    "fassl_spoken_digits": ["data.num_speakers=12"],
+    "fassl_spoken_digits": ["data.num_speakers=12", "model.args.width=4"],
 }
 
 

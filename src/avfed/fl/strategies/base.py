@@ -154,6 +154,8 @@ class ScreenedStrategyMixin:
                      minimums: tuple[str, ...]) -> list[Message]:
         """``configure(grid)`` with the grid fixed to ``nodes`` and Flower's minimum node
         counts clamped to how many there are, so that its sampling cannot block."""
+        if not nodes:  # none connected (evaluation does not wait): nobody to ask
+            return []
         saved = {name: getattr(self, name) for name in minimums if hasattr(self, name)}
         try:
             for name, value in saved.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -17,9 +18,14 @@ from rich.table import Table
 
 from avfed.cardio.cli import add_cardio_commands
 from avfed.colorize.cli import add_colorize_commands
-from avfed.config import ConfigError, RunConfig, builtin_recipes, load_config, to_yaml
 from avfed.deploy.cli import add_federate_commands
 
+if TYPE_CHECKING:
+    from avfed.config import RunConfig
+
+# Only light modules are imported up here: listing and help commands must start in well
+# under half a second, so torch, Flower, Ray and OmegaConf are imported by the commands
+# that need them (tests/test_cli_startup.py checks it).
 console = Console(highlight=False, soft_wrap=True)
 
 
@@ -37,6 +43,7 @@ def split_recipe(items: Sequence[str]) -> tuple[str, list[str]]:
 
 def _run(args: argparse.Namespace) -> int:
     from avfed.build import build_run
+    from avfed.config import load_config
     from avfed.fl.simulation import check_resources, parallel_clients
     from avfed.runs import RunDir, resume_recipe, split_resume
 
@@ -145,59 +152,91 @@ def _what(cfg: RunConfig) -> str:
     return cfg.ssl.method if cfg.task.name == "ssl" else cfg.task.name
 
 
+def recipe_summary(recipe: str) -> str:
+    """``simclr on image_digits · resnet18_cifar · fedavg`` from a recipe's YAML and the
+    schema's defaults, without validating it (some recipes need a data.root to run)."""
+    import yaml
+
+    from avfed.config import RunConfig, recipe_path
+
+    raw = yaml.load(recipe_path(recipe).read_text(), Loader=getattr(yaml, "CSafeLoader",
+                                                                    yaml.SafeLoader))
+    defaults = RunConfig()
+
+    def field(section: str, key: str) -> str | None:
+        given = raw.get(section) if isinstance(raw, dict) else None
+        value = given.get(key) if isinstance(given, dict) else None
+        return value if value is not None else getattr(getattr(defaults, section), key)
+
+    task = field("task", "name")
+    what = field("ssl", "method") if task == "ssl" else task
+    sources = " + ".join(filter(None, [field("data", "source"), field("data", "audio_source")]))
+    return f"{what} on {sources} · {field('model', 'name')} · {field('fl', 'strategy')}"
+
+
 def _recipes(_: argparse.Namespace) -> int:
-    configs = {name: load_config(name) for name in builtin_recipes()}
-    _listing("recipes", {name: f"{_what(cfg)} on "
-                         f"{' + '.join(filter(None, [cfg.data.source, cfg.data.audio_source]))}"
-                         f" · {cfg.model.name} · {cfg.fl.strategy}"
-                         for name, cfg in configs.items()})
+    from avfed.config import builtin_recipes
+
+    _listing("recipes", {name: recipe_summary(name) for name in builtin_recipes()})
     return 0
 
 
-def _models(_: argparse.Namespace) -> int:
-    from avfed.models import list_models
-
-    _listing("models", list_models())
-    return 0
-
-
-def _methods(_: argparse.Namespace) -> int:
-    from avfed.ssl import list_methods
-
-    _listing("SSL methods", list_methods())
-    return 0
-
-
-def _strategies(_: argparse.Namespace) -> int:
-    from avfed.fl.strategies import list_strategies
-
-    _listing("strategies", list_strategies())
-    return 0
+# listing command → (table title, registration decorator, help): the decorators are read
+# from the source (avfed.listing), so that printing a list imports neither torch nor
+# Flower; the registry itself is imported only where a registration is not literal
+LISTINGS = {
+    "models": ("models", "register_model", "list registered models"),
+    "methods": ("SSL methods", "register_method", "list SSL methods"),
+    "strategies": ("strategies", "register_strategy", "list aggregation strategies"),
+    "tasks": ("tasks", "register_task", "list kinds of training"),
+    "optimizers": ("optimizers", "register_optimizer", "list local optimizers"),
+    "partitioners": ("partitioners", "register_partitioner", "list data partitioners"),
+}
 
 
-def _tasks(_: argparse.Namespace) -> int:
-    from avfed.tasks import list_tasks
+def imported_listing(command: str) -> dict[str, str]:
+    """What the registry of a listing command holds, by importing it (torch and all)."""
+    if command == "models":
+        from avfed.models import list_models
 
-    _listing("tasks", list_tasks())
-    return 0
+        return list_models()
+    if command == "methods":
+        from avfed.ssl import list_methods
 
+        return list_methods()
+    if command == "strategies":
+        from avfed.fl.strategies import list_strategies
 
-def _optimizers(_: argparse.Namespace) -> int:
-    from avfed.optimizers import optimizer_registry
+        return list_strategies()
+    if command == "tasks":
+        from avfed.tasks import list_tasks
 
-    _listing("optimizers", optimizer_registry.describe())
-    return 0
+        return list_tasks()
+    if command == "optimizers":
+        from avfed.optimizers import optimizer_registry
 
-
-def _partitioners(_: argparse.Namespace) -> int:
+        return optimizer_registry.describe()
     from avfed.data.partition import partitioner_registry
 
-    _listing("partitioners", partitioner_registry.describe())
+    return partitioner_registry.describe()
+
+
+def _list_components(args: argparse.Namespace) -> int:
+    from avfed.listing import NotLiteral, registrations
+
+    title, decorator, _ = LISTINGS[args.command]
+    try:
+        entries = registrations(decorator)
+    except NotLiteral:
+        entries = imported_listing(args.command)
+    _listing(title, entries)
     return 0
 
 
 def _config(args: argparse.Namespace) -> int:
     recipe, overrides = split_recipe(args.overrides)
+    from avfed.config import load_config, to_yaml
+
     console.print(to_yaml(load_config(recipe, overrides)), end="")
     return 0
 
@@ -344,13 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="overlay PNG to write (default with several runs: report.png)")
     report.set_defaults(func=_report)
     sub.add_parser("recipes", help="list built-in recipes").set_defaults(func=_recipes)
-    sub.add_parser("models", help="list registered models").set_defaults(func=_models)
-    sub.add_parser("methods", help="list SSL methods").set_defaults(func=_methods)
-    sub.add_parser("strategies", help="list aggregation strategies").set_defaults(func=_strategies)
-    sub.add_parser("tasks", help="list kinds of training").set_defaults(func=_tasks)
-    sub.add_parser("optimizers", help="list local optimizers").set_defaults(func=_optimizers)
-    sub.add_parser("partitioners", help="list data partitioners").set_defaults(
-        func=_partitioners)
+    for command, (_, _, text) in LISTINGS.items():
+        sub.add_parser(command, help=text).set_defaults(func=_list_components)
     add_colorize_commands(sub)
     add_cardio_commands(sub)
     add_federate_commands(sub)
@@ -358,18 +392,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from avfed.runs import RunFailed
-
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except RunFailed as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}")
-        return 1
-    except (ConfigError, FileNotFoundError, ImportError, KeyError, ValueError) as err:
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        console.print(f"[red]error:[/red] {escape(str(message))}")
-        return 2
+    except Exception as err:
+        # a failed run comes from a command that imported avfed.runs: no need to import
+        # it (and torch) up front just to recognise the error
+        runs = sys.modules.get("avfed.runs")
+        if runs is not None and isinstance(err, runs.RunFailed):
+            console.print(f"[red]error:[/red] {escape(str(err))}")
+            return 1
+        # ConfigError is a ValueError
+        if isinstance(err, FileNotFoundError | ImportError | KeyError | ValueError):
+            message = err.args[0] if isinstance(err, KeyError) and err.args else err
+            console.print(f"[red]error:[/red] {escape(str(message))}")
+            return 2
+        raise
 
 
 if __name__ == "__main__":

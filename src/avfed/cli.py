@@ -250,6 +250,19 @@ def _data(args: argparse.Namespace) -> int:
         seconds = sum(len(w) for w in data.waveforms) / data.sample_rate
         console.print(f"spoken_digits: {len(data)} utterances, {len(set(data.speakers))} "
                       f"speakers, {seconds:.0f} s of audio at {data.sample_rate} Hz")
+    elif args.name == "noisy_spoken_digits":
+        from avfed.data.sources.noisy_spoken_digits import load_noisy_spoken_digits
+
+        train, test = load_noisy_spoken_digits(num_speakers=args.num_speakers, seed=args.seed)
+        console.print(f"noisy_spoken_digits: {len(train)} train + {len(test)} test recordings "
+                      f"(speaker-disjoint), {len(train.waveforms[0]) / train.sample_rate:.1f} s "
+                      f"each at {train.sample_rate} Hz")
+    elif args.name == "cluttered_digits":
+        from avfed.data.sources.cluttered_digits import load_cluttered_digits
+
+        train, test = load_cluttered_digits(seed=args.seed)
+        console.print(f"cluttered_digits: {len(train)} train + {len(test)} test images, "
+                      f"{tuple(train.images.shape[1:])}")
     else:
         from avfed.data.sources.image_digits import load_image_digits
 
@@ -359,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("overrides", nargs="*")
     show.set_defaults(func=_config)
     data = sub.add_parser("data", help="prepare and describe a built-in corpus")
-    data.add_argument("name", choices=["image_digits", "spoken_digits"])
+    data.add_argument("name", choices=["image_digits", "spoken_digits", "cluttered_digits",
+                                       "noisy_spoken_digits"])
     data.add_argument("--num-speakers", type=int, default=40)
     data.add_argument("--seed", type=int, default=0)
     data.set_defaults(func=_data)

@@ -1,0 +1,195 @@
+"""Speed of each recipe's local training step: avfed's loop vs a minimal plain PyTorch
+loop, in fp32, bf16 autocast and bf16 + channels_last, on 1 and 2 threads.
+
+Both loops train the same model (a copy of the task's, same initial weights), with the
+same optimizer, loss, batch size and augmentation; the plain loop is the few lines a
+PyTorch user would write (index a batch, two augmented views, loss, backward, step).
+The machine may be shared, so every number is a median over rounds in which the
+variants and the two loops run interleaved, and the ratios (avfed / plain, variant /
+fp32) are what to read. Achieved FLOP/s are set against a large GEMM on the same
+threads (fp32, and bf16 for the bf16 rows).
+
+    python benchmarks/train_step.py                       # simclr_digits, 1 and 2 threads
+    python benchmarks/train_step.py --recipes simclr_digits fedrepopt_supervised_digits
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from common import markdown_table, publish
+
+from avfed.build import build_run
+from avfed.config import load_config
+from avfed.optimizers import make_optimizer
+from avfed.precision import bf16_native
+from avfed.tasks import ClientData, TrainContext
+
+VARIANTS = {  # label → (train.precision, train.memory_format)
+    "fp32": ("fp32", "contiguous"),
+    "bf16": ("bf16", "contiguous"),
+    "bf16 + channels_last": ("bf16", "channels_last"),
+}
+
+
+def gemm_flops(dtype: torch.dtype, n: int = 1024, repeats: int = 5) -> float:
+    """FLOP/s of an n×n×n matrix product (median of ``repeats``)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n ** 3 / statistics.median(times)
+
+
+class Bench:
+    """One recipe in one variant: its task, a data slice, and both loops."""
+
+    def __init__(self, recipe: str, variant: str, steps: int, overrides: list[str]) -> None:
+        precision, memory_format = VARIANTS[variant]
+        cfg = load_config(recipe, [f"train.precision={precision}",
+                                   f"train.memory_format={memory_format}",
+                                   "train.local_epochs=1", *overrides])
+        self.cfg = cfg
+        built = build_run(cfg, with_strategy=False)
+        self.task = built.task
+        if cfg.task.name not in ("ssl", "supervised"):
+            raise SystemExit(f"{recipe}: only ssl and supervised tasks have a plain loop here")
+        self.ssl = cfg.task.name == "ssl"
+        pooled = built.pooled_data()
+        modality = next(iter(pooled.inputs))
+        n = min(steps * cfg.train.batch_size, len(pooled.inputs[modality]))
+        self.modality, self.steps = modality, n // cfg.train.batch_size
+        self.data = ClientData(0, {modality: pooled.inputs[modality][:n]},
+                               {modality: pooled.labels[modality][:n]},
+                               {modality: pooled.indices[modality][:n]})
+        self.initial = copy.deepcopy(self.task.model.state_dict())
+        self.plain_model = copy.deepcopy(self.task.model)  # same weights and memory format
+        self.views = self.steps * cfg.train.batch_size * (2 if self.ssl else 1)
+        self.bf16 = precision == "bf16"
+        self.channels_last = memory_format == "channels_last"
+
+    def avfed(self) -> float:
+        """Views per second of one round of the task's own training."""
+        self.task.model.load_state_dict(self.initial)
+        start = time.perf_counter()
+        self.task.train(self.data, TrainContext(seed=0, server_round=1))
+        return self.views / (time.perf_counter() - start)
+
+    def plain(self) -> float:
+        """Views per second of the minimal loop a PyTorch user would write."""
+        model = self.plain_model
+        model.load_state_dict(self.initial)
+        optimizer = make_optimizer(model, self.cfg.train)
+        augment = self.task.augment[self.modality]
+        x_all = self.data.inputs[self.modality]
+        y_all = torch.as_tensor(self.data.labels[self.modality], dtype=torch.long)
+        batch = self.cfg.train.batch_size
+        order = torch.randperm(len(x_all), generator=torch.Generator().manual_seed(0))
+        model.train()
+        start = time.perf_counter()
+        for b in range(self.steps):
+            idx = order[b * batch:(b + 1) * batch]
+            x = x_all[idx]
+            with torch.no_grad():
+                views = [augment(x), augment(x)] if self.ssl else [augment(x)]
+            if self.channels_last:
+                views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+                if self.ssl:
+                    loss = model.training_loss(*views)
+                else:
+                    loss = F.cross_entropy(model(views[0]), y_all[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if self.ssl:
+                model.after_step()
+            loss.item()
+        return self.views / (time.perf_counter() - start)
+
+    def step_flops(self) -> float:
+        """FLOPs of one training step (forward + backward), counted by torch."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        model = copy.deepcopy(self.plain_model).train()
+        x = self.data.inputs[self.modality][: self.cfg.train.batch_size]
+        y = torch.as_tensor(self.data.labels[self.modality][: len(x)], dtype=torch.long)
+        with FlopCounterMode(display=False) as counter:
+            loss = model.training_loss(x, x) if self.ssl else F.cross_entropy(model(x), y)
+            loss.backward()
+        return float(counter.get_total_flops())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipes", nargs="+", default=["simclr_digits"])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--steps", type=int, default=8, help="training steps per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions")
+    parser.add_argument("--no-append", action="store_true")
+    parser.add_argument("overrides", nargs="*", help="extra overrides for every recipe")
+    args = parser.parse_args()
+
+    native, evidence = bf16_native("cpu")
+    rows, gemms = [], []
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        fp32_gemm, bf16_gemm = gemm_flops(torch.float32), gemm_flops(torch.bfloat16)
+        gemms.append(f"{threads} thread(s): fp32 GEMM {fp32_gemm / 1e9:.0f} GFLOP/s, "
+                     f"bf16 GEMM {bf16_gemm / 1e9:.0f} GFLOP/s "
+                     f"({bf16_gemm / fp32_gemm:.2f}×)")
+        for recipe in args.recipes:
+            benches = {v: Bench(recipe, v, args.steps, args.overrides) for v in VARIANTS}
+            flops = benches["fp32"].step_flops()
+            for bench in benches.values():  # warm-up: first calls build kernels
+                bench.avfed()
+                bench.plain()
+            ours: dict[str, list[float]] = {v: [] for v in VARIANTS}
+            plain: dict[str, list[float]] = {v: [] for v in VARIANTS}
+            ratio: dict[str, list[float]] = {v: [] for v in VARIANTS}
+            for _ in range(args.rounds):
+                for variant, bench in benches.items():
+                    a, p = bench.avfed(), bench.plain()
+                    ours[variant].append(a)
+                    plain[variant].append(p)
+                    ratio[variant].append(a / p)
+            base = statistics.median(ours["fp32"])
+            name = recipe.rsplit("/", 1)[-1]
+            for variant, bench in benches.items():
+                speed = statistics.median(ours[variant])
+                achieved = flops * speed / (bench.views / bench.steps)
+                gemm = bf16_gemm if bench.bf16 else fp32_gemm
+                rows.append([name, threads, variant, f"{speed:.0f}",
+                             f"{statistics.median(plain[variant]):.0f}",
+                             f"{statistics.median(ratio[variant]):.3f}",
+                             f"{speed / base:.2f}×", f"{achieved / 1e9:.1f}",
+                             f"{100 * achieved / fp32_gemm:.0f} %",
+                             f"{100 * achieved / gemm:.0f} %"])
+            print(markdown_table(["recipe", "threads", "step", "avfed views/s"], [
+                r[:4] for r in rows[-len(VARIANTS):]]))
+    table = markdown_table(["recipe", "threads", "step", "avfed views/s", "plain views/s",
+                            "avfed / plain", "vs fp32", "GFLOP/s", "% of fp32 GEMM",
+                            "% of same-dtype GEMM"], rows)
+    note = (f"Native bf16 on this CPU: {'yes' if native else 'no'} ({evidence}); "
+            "`train.precision=auto` resolves to "
+            f"{'bf16' if native else 'fp32'} here. Medians of {args.rounds} interleaved "
+            f"rounds of {args.steps} steps after a warm-up round; avfed / plain is the median "
+            "of per-round ratios. GEMM references (1024³): " + "; ".join(gemms) + ". FLOPs "
+            "per step from torch's FLOP counter (fp32 forward + backward; element-wise work "
+            "uncounted). The machine was shared with other jobs: absolute views/s vary, "
+            "ratios within one round are what to compare. No GPU was available for these "
+            "measurements.")
+    publish("Training-step speed: precision and memory format (benchmarks/train_step.py)",
+            table, note, append=not args.no_append)
+
+
+if __name__ == "__main__":
+    main()

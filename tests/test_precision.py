@@ -152,6 +152,10 @@ def test_memory_format_auto_needs_a_2d_convolution():
     assert resolve_memory_format("auto", torch.nn.Conv2d(1, 2, 3)) == "channels_last"
     assert resolve_memory_format("auto", torch.nn.Linear(3, 2)) == "contiguous"
     assert resolve_memory_format("contiguous", torch.nn.Conv2d(1, 2, 3)) == "contiguous"
+    video = torch.nn.Sequential(torch.nn.Conv3d(1, 2, 3), torch.nn.Conv2d(2, 2, 1))
+    assert resolve_memory_format("auto", video) == "contiguous"
+    with pytest.raises(ValueError, match="3-D"):
+        resolve_memory_format("channels_last", video)
 
 
 def test_loss_scaled_step_equals_plain_step():

@@ -11,7 +11,8 @@ from what the device *has*, detected rather than guessed, and made once per proc
   bf16 (an AVX-512 CPU without the BF16 extension) is slower than fp32, hence fp32.
 - ``train.memory_format``: ``channels_last`` stores 4-D activations NHWC, the layout
   oneDNN's and cuDNN's fastest convolutions use; ``contiguous`` keeps NCHW; ``auto``
-  picks channels_last for a model with 2-D convolutions and contiguous otherwise. The
+  picks channels_last for a model with 2-D convolutions (and no 3-D ones) and
+  contiguous otherwise. The
   model is converted once; each batch is converted as it enters the model.
 - ``train.compile``: ``torch.compile`` the model's forward (off by default: each
   process compiles for itself, tens of seconds on a CPU, so it pays off only for long
@@ -104,14 +105,25 @@ def has_conv2d(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
+def has_5d_tensors(model: nn.Module) -> bool:
+    """Whether ``model`` holds 5-D weights (3-D convolutions), which channels_last cannot
+    describe."""
+    return any(t.ndim == 5 for t in [*model.parameters(), *model.buffers()])
+
+
 def resolve_memory_format(requested: str, model: nn.Module | None) -> str:
     """``contiguous`` or ``channels_last`` for ``train.memory_format = requested``."""
     if requested not in MEMORY_FORMATS:
         raise ValueError(f"train.memory_format must be one of {', '.join(MEMORY_FORMATS)}, "
                          f"got {requested!r}")
+    if requested == "channels_last" and model is not None and has_5d_tensors(model):
+        raise ValueError("train.memory_format=channels_last is for 2-D convolutions; this "
+                         "model has 3-D ones: use contiguous or auto")
     if requested != "auto":
         return requested
-    return "channels_last" if model is not None and has_conv2d(model) else "contiguous"
+    if model is None or not has_conv2d(model) or has_5d_tensors(model):
+        return "contiguous"
+    return "channels_last"
 
 
 class Stepper:

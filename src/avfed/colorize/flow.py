@@ -10,7 +10,6 @@ with :func:`warp`. Flows are ``[..., 2, H, W]`` tensors in pixels, (dx, dy).
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -23,6 +22,8 @@ def compute_flow(src: np.ndarray, dst: np.ndarray, method: str = "dis") -> np.nd
     if src.shape != dst.shape or src.ndim != 2:
         raise ValueError(f"flow needs two H×W grayscale frames of one size, got {src.shape} "
                          f"and {dst.shape}")
+    import cv2
+
     src, dst = np.ascontiguousarray(src, np.uint8), np.ascontiguousarray(dst, np.uint8)
     if method == "dis":
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)

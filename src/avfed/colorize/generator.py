@@ -61,7 +61,10 @@ class GeneratorSpec:
     stride-2 stages before the bottleneck (the paper: five, to 1/32 of 256²; four suits
     64-pixel frames); ``attention`` how many of the first up-sampling stages end in
     self-attention (the paper: three); ``extractor`` / ``extractor_args`` the registered
-    backbone used for both feature extractors; ``image_size`` the training frame size.
+    backbone used for both feature extractors, which see frames average-pooled by
+    ``extractor_stride`` (their features are pooled globally anyway, and a CIFAR-style
+    backbone at full resolution would cost more than the whole U-Net);
+    ``image_size`` the training frame size.
     """
 
     base: int = 16
@@ -70,10 +73,11 @@ class GeneratorSpec:
     attention: int = 2
     extractor: str = "resnet10_cifar"
     extractor_args: dict[str, Any] = field(default_factory=lambda: {"width": 8})
+    extractor_stride: int = 2
     image_size: int = 64
 
     def __post_init__(self) -> None:
-        for name in ("base", "depth", "max_mult"):
+        for name in ("base", "depth", "max_mult", "extractor_stride"):
             if getattr(self, name) < 1:
                 raise ValueError(f"generator {name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.attention <= self.depth:
@@ -171,13 +175,18 @@ class VCGANGenerator(nn.Module):
             skips.append(x)
         skips.pop()  # the bottleneck itself
         h, w = x.shape[-2:]
-        g = self.global_proj(self.global_extractor(gray3))[:, :, None, None].expand(-1, -1, h, w)
-        p = self.placeholder_proj(self.placeholder_extractor(placeholder))
+        g = self.global_proj(self.global_extractor(self._shrink(gray3)))
+        g = g[:, :, None, None].expand(-1, -1, h, w)
+        p = self.placeholder_proj(self.placeholder_extractor(self._shrink(placeholder)))
         p = p[:, :, None, None].expand(-1, -1, h, w)
         x = self.fuse(torch.cat([x, g, p], dim=1))
         for up, merge, attn in zip(self.ups, self.merges, self.attn, strict=True):
             x = attn(merge(torch.cat([up(x), skips.pop()], dim=1)))
         return 0.5 * torch.tanh(self.head(x))
+
+    def _shrink(self, x: torch.Tensor) -> torch.Tensor:
+        stride = self.spec.extractor_stride
+        return F.avg_pool2d(x, stride) if stride > 1 else x
 
     def forward(self, gray: torch.Tensor, placeholder: torch.Tensor | None = None
                 ) -> torch.Tensor:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from avfed.colorize.color import luminance
 from avfed.colorize.flow import clip_flows, consistency_mask, warp
@@ -25,6 +24,8 @@ def _hwc(frame: torch.Tensor | np.ndarray) -> np.ndarray:
 
 def psnr(output: torch.Tensor, target: torch.Tensor) -> float:
     """Mean PSNR (dB, data range 1) over frames ``[T, 3, H, W]``."""
+    from skimage.metrics import peak_signal_noise_ratio
+
     values = [peak_signal_noise_ratio(_hwc(t), np.clip(_hwc(o), 0, 1), data_range=1.0)
               for o, t in zip(output, target, strict=True)]
     return float(np.mean(np.minimum(values, 100.0)))  # identical frames: cap, not inf
@@ -32,6 +33,8 @@ def psnr(output: torch.Tensor, target: torch.Tensor) -> float:
 
 def ssim(output: torch.Tensor, target: torch.Tensor) -> float:
     """Mean SSIM over frames (scikit-image, colour channels averaged, data range 1)."""
+    from skimage.metrics import structural_similarity
+
     side = min(output.shape[-2:])
     win = min(7, side if side % 2 else side - 1)
     return float(np.mean([structural_similarity(_hwc(t), np.clip(_hwc(o), 0, 1),

@@ -72,7 +72,9 @@ class ModelSpec:
 class CardioEstimator:
     """See the module docstring. ``method`` is one of GREEN/CHROM/POS; with ``model`` a
     learned model is read out instead, falling back to ``method`` (and saying so in the
-    update's ``method``) when the model needs audio and the window has none."""
+    update's ``method``) when the model needs audio and the window has none. Either way
+    the confidence is the classical pulse's SNR, and below ``min_confidence`` no BPM is
+    given: a network always outputs a number, which is not evidence of a pulse."""
 
     def __init__(self, method: str = "pos", window_s: float = 8.0, update_every_s: float = 1.0,
                  rate: float = 30.0, detect_every: int = 10, min_confidence: float = 0.3,
@@ -236,9 +238,14 @@ class CardioEstimator:
         from avfed.cardio.rppg import confidence_from_snr, pulse_signal, spectral_peak
 
         _, snr = spectral_peak(pulse_signal(colour, self.rate, self.method), self.rate)
-        bpm = float(spec.predictor(frames, audio))
+        confidence = confidence_from_snr(snr)
         state = "ok" if audio is not None else "missing"
-        return Update(now, bpm, confidence_from_snr(snr), spec.name, "ok",
+        if confidence < self.min_confidence:  # the same gate as the classical read-out
+            return Update(now, None, confidence, spec.name, "low_signal",
+                          f"pulse SNR {snr:.1f} dB is too low to read a heart rate",
+                          audio=state)
+        bpm = float(spec.predictor(frames, audio))
+        return Update(now, bpm, confidence, spec.name, "ok",
                       f"{self.method.upper()} SNR {snr:.1f} dB", audio=state)
 
 

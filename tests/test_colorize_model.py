@@ -189,3 +189,29 @@ def test_colorizer_checkpoint_round_trip(generator, tmp_path):
         load_colorizer(tmp_path / "junk.safetensors")
     with pytest.raises(FileNotFoundError):
         load_colorizer(tmp_path / "missing.safetensors")
+
+
+def test_perceptual_loss_only_from_supplied_weights(tmp_path):
+    from safetensors.torch import save_file
+
+    from avfed.colorize.losses import _VGG16_TO_CONV4_3, PerceptualLoss
+
+    torch.manual_seed(0)
+    state, cin, index = {}, 3, 0
+    for item in _VGG16_TO_CONV4_3:  # torchvision's names: features.<index>.weight
+        if item == "M":
+            index += 1
+            continue
+        state[f"features.{index}.weight"] = torch.randn(int(item), cin, 3, 3) * 0.05
+        state[f"features.{index}.bias"] = torch.zeros(int(item))
+        cin, index = int(item), index + 2
+    save_file(state, str(tmp_path / "vgg.safetensors"))
+    loss = PerceptualLoss(tmp_path / "vgg.safetensors")
+    x = torch.rand(1, 3, 16, 16)
+    assert loss(x, x).item() == 0.0 and loss(x, torch.rand(1, 3, 16, 16)).item() > 0
+    del state["features.21.weight"]  # conv4_3
+    save_file(state, str(tmp_path / "short.safetensors"))
+    with pytest.raises(ValueError, match="conv4_3"):
+        PerceptualLoss(tmp_path / "short.safetensors")
+    with pytest.raises(FileNotFoundError):
+        PerceptualLoss(tmp_path / "none.safetensors")

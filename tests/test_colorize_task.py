@@ -154,3 +154,24 @@ def test_frame_and_video_folders(tmp_path):
         train, test = load_video_folder(videos, 16)
     assert len(train) == 2 and len(test) == 2  # two windows of 6 frames per video
     assert [s.path.name for s in train.skipped] == ["corrupt.mp4"]
+
+
+def test_extractors_start_from_a_checkpoint(tmp_path):
+    from avfed import models
+    from avfed.runs import save_checkpoint
+
+    torch.manual_seed(3)
+    backbone = models.create("resnet10_cifar", in_chans=3, width=4)
+    path = tmp_path / "ssl.safetensors"
+    save_checkpoint({**{f"backbone.{k}": v for k, v in backbone.state_dict().items()},
+                     "projector.weight": torch.zeros(2, 2)}, path)
+    built = build_run(load_config("vcgan_color_clips", TINY + [f"task.args.init={path}"]),
+                      with_strategy=False)
+    generator = built.task.model.generator
+    for extractor in (generator.global_extractor, generator.placeholder_extractor):
+        own = extractor.state_dict()
+        assert all(torch.equal(own[k], v) for k, v in backbone.state_dict().items())
+    with pytest.raises(ConfigError, match="task.args.init"):
+        build_run(load_config("vcgan_color_clips",
+                              TINY + ["model.args.width=8", f"task.args.init={path}"]),
+                  with_strategy=False)

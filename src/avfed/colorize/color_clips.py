@@ -177,10 +177,12 @@ def unpack_clips(packed: torch.Tensor) -> torch.Tensor:
     return clips.float() / 255.0 if packed.dtype == torch.uint8 else clips.float()
 
 
+@lru_cache(maxsize=2)
 def load_color_clips(size: int = 64, seed: int = 0, train_clips: int = TRAIN_CLIPS,
                      test_clips: int = TEST_CLIPS, num_frames: int = NUM_FRAMES
                      ) -> tuple[ImageSet, ImageSet]:
-    """The (train, test) split as packed clips (see the module docstring)."""
+    """The (train, test) split as packed clips (see the module docstring); kept for the
+    process (a simulation process builds the run once per client), so treat as read-only."""
     split = []
     for name, count in (("train", train_clips), ("test", test_clips)):
         clips, labels = generate_color_clips(count, size, num_frames, seed, name)

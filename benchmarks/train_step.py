@@ -128,6 +128,48 @@ class Bench:
         return float(counter.get_total_flops())
 
 
+def startup(recipe: str, overrides: list[str], append: bool) -> None:
+    """Where the time before round 1 goes: the pieces a federated run goes through before
+    its first client trains, timed one after another in one process (in a real run the
+    server's part and the client actors' start-up overlap on the machine's cores)."""
+    import subprocess
+    import sys
+
+    def timed(code: str) -> float:
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True)
+        return time.perf_counter() - start
+
+    codes = {"python -c pass": "pass",
+             "avfed recipes (listing)": "from avfed.cli import main; main(['recipes'])",
+             "import the client app (torch, Flower, avfed) in a fresh process":
+             "import avfed.fl.client_app"}
+    rows = [[label, f"{timed(code):.2f}"] for label, code in codes.items()]
+    import ray
+
+    cfg = load_config(recipe, overrides)
+    start = time.perf_counter()
+    built = build_run(cfg)
+    rows.append(["build_run: data, partitions, task, strategy",
+                 f"{time.perf_counter() - start:.2f}"])
+    for label, fn in [("baselines (raw-input kNN + linear probe)", built.task.baselines),
+                      ("round-0 evaluation (features, kNN, probe, RankMe)", built.task.evaluate),
+                      ("ray.init (2 CPUs)", lambda: ray.init(num_cpus=2, include_dashboard=False,
+                                                             logging_level="ERROR")),
+                      ("one Ray worker importing the client app",
+                       lambda: ray.get(ray.remote(lambda: __import__(
+                           "avfed.fl.client_app")).remote()))]:
+        start = time.perf_counter()
+        fn()
+        rows.append([label, f"{time.perf_counter() - start:.2f}"])
+    ray.shutdown()
+    publish("Road to round 1 (benchmarks/train_step.py --startup)",
+            markdown_table(["piece", "seconds"], rows),
+            f"Recipe {recipe.rsplit('/', 1)[-1]}; each piece timed alone, in order, on a "
+            "shared and loaded machine: read the seconds as shares of the whole, not as "
+            "absolute start-up times.", append=append)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", nargs="+", default=["simclr_digits"])
@@ -135,8 +177,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=8, help="training steps per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions")
     parser.add_argument("--no-append", action="store_true")
+    parser.add_argument("--startup", action="store_true",
+                        help="time the road to round 1 of the first recipe instead")
     parser.add_argument("overrides", nargs="*", help="extra overrides for every recipe")
     args = parser.parse_args()
+    if args.startup:
+        startup(args.recipes[0], args.overrides, append=not args.no_append)
+        return
 
     native, evidence = bf16_native("cpu")
     rows, gemms = [], []

@@ -188,7 +188,12 @@ class Acceleration:
         if self.memory_format == "channels_last":
             model.to(memory_format=torch.channels_last)
         if self.compile and not getattr(model, "_avfed_compiled", False):
-            model.compile()  # in place: the state dict keeps its keys
+            # in place, so the state dict keeps its keys. A container without a forward of
+            # its own (an SSL method: training_loss calls its networks) has its networks
+            # compiled instead, as that is what its training step calls
+            own_forward = type(model).forward is not nn.Module.forward
+            for target in [model] if own_forward else list(model.children()):
+                target.compile()
             model._avfed_compiled = True  # type: ignore[assignment]
         return model
 

@@ -87,7 +87,9 @@ def federated_scores(args: argparse.Namespace, seed: int, alpha: float, beta: fl
             outcome = task.train(built.client_data(client),
                                  TrainContext(derive_seed(cfg.seed, rnd, client), rnd))
             saved[client] = {k: v.detach().clone() for k, v in task.model.state_dict().items()}
-            states.append({k: v.detach().cpu().numpy() for k, v in task.shared_state().items()})
+            # copies: the next client trains the same tensors in place
+            states.append({k: v.detach().cpu().numpy().copy()
+                           for k, v in task.shared_state().items()})
             counts.append(float(outcome.num_examples))
             losses.append(outcome.loss)
         combined = strategy.combine(rnd, states, counts, losses, previous)

@@ -10,8 +10,8 @@ the digit alone; everything else is a nuisance a representation has to become
 invariant to, which the raw pixels are not.
 
 Rendering is vectorised: one ``grid_sample`` call places every glyph, one call crops
-every background out of an atlas of the photographs, so a corpus takes well under a
-second and needs no cache. The same seed gives the same images bit for bit; the split
+every background out of an atlas of the photographs, so a corpus takes about a second
+and needs no cache. The same seed gives the same images bit for bit; the split
 is by scan (each scan is rendered ``renders`` times, all on the same side), so no
 test digit is a re-rendering of a training digit.
 """

@@ -113,3 +113,24 @@ def test_cli_colorize_run(colorizer, source, tmp_path):
     assert probe_video(out).num_frames == 12
     assert main(["colorize", "run", str(source), str(out), "--checkpoint",
                  str(tmp_path / "missing.safetensors")]) == 2
+
+
+def test_a_cut_restarts_the_recurrence(colorizer):
+    import cv2
+
+    from avfed.colorize.stream import FrameColorizer
+
+    generator, _ = colorizer
+    rng = np.random.default_rng(1)
+
+    def texture() -> np.ndarray:
+        noise = rng.integers(0, 255, (48, 96, 3)).astype(np.float32)
+        return cv2.GaussianBlur(noise, (0, 0), 2.0) * 2.5 - 190
+
+    # a dark shot, then a bright one
+    shots = [np.clip(texture() * 0.4 + offset, 0, 255).astype(np.uint8) for offset in (20, 150)]
+    frames = [shot[:, t:t + 64] for shot in shots for t in range(3)]
+    colorize = FrameColorizer(generator)
+    for frame in frames:
+        assert colorize(frame).shape == (48, 64, 3)
+    assert colorize.cuts == 1

@@ -29,8 +29,11 @@ from avfed.colorize.color import compose
 from avfed.colorize.flow import compute_flow, photometric_mask, warp
 from avfed.colorize.generator import VCGANGenerator
 
-# below this mean photometric agreement the previous frame is from another shot
-SHOT_CUT_AGREEMENT = 0.2
+# below this mean photometric agreement (mean of exp(−50 (x_t − W(x_{t−1}))²)) the
+# previous frame is taken to be from another shot; on held-out color_clips consecutive
+# frames agree at 0.81–1.0, frames of different clips at 0.40 on average (0.59 at the
+# 90th percentile)
+SHOT_CUT_AGREEMENT = 0.5
 
 
 @dataclass

@@ -189,7 +189,7 @@ def test_video_features_average_the_evaluation_clips():
 
 # -- the run builder and the engine ---------------------------------------------------------
 
-TINY = ["fl.rounds=2", "fl.num_clients=2", "fl.sim_cpus=2", "data.image_size=16",
+TINY = ["fl.rounds=2", "fl.num_clients=2", "fl.sim_cpus=1", "data.image_size=16",
         "data.video.videos_per_class=4", "data.video.num_frames=8", "model.args.width=4",
         "task.args.pretext_args.clip_len=4", "task.args.eval_clips=2", "train.batch_size=8",
         "eval.probe_max_iter=100", "fl.timeout_s=600", "data.partitioner=shards",

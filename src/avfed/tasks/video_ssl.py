@@ -27,6 +27,7 @@ from avfed.config import ConfigError
 from avfed.data.catalog import source_modality
 from avfed.eval.video_eval import evaluate_video_backbone, raw_input_video_scores
 from avfed.optimizers import make_optimizer
+from avfed.precision import Acceleration, device_type
 from avfed.ssl.video import VideoPretext, pretext_registry
 from avfed.tasks.base import ClientData, State, Task, TrainContext, TrainOutcome
 from avfed.tasks.parts import RunParts
@@ -84,6 +85,8 @@ class VideoSSLTask(Task):
                 f"but the videos hold {frames} (data.video.num_frames); lower clip_len (or "
                 "the interval / rates) or raise data.video.num_frames")
         self.model = self.pretext.model.to(self.cfg.device)
+        # train.precision / memory_format / compile, resolved for this device once
+        self.acceleration = Acceleration.for_model(self.cfg.train, self.cfg.device, self.model)
 
     # -- what is exchanged ------------------------------------------------------------
 
@@ -102,6 +105,10 @@ class VideoSSLTask(Task):
         generator = torch.Generator().manual_seed(context.seed)
         torch.manual_seed(context.seed)  # dropout
         optimizer = make_optimizer(self.model, self.cfg.train)
+        acc = self.acceleration
+        # a fresh scaler per round (fp16 only), so its scale never depends on other clients
+        scaler = (torch.amp.GradScaler(device_type(self.cfg.device))
+                  if acc.precision == "fp16" else None)
         self.model.train()
         start = time.perf_counter()
         epoch_losses: list[float] = []
@@ -111,15 +118,14 @@ class VideoSSLTask(Task):
             total, sums = 0.0, {}
             for _, idx in plan:
                 batch = videos[idx].to(self.cfg.device)
-                loss, metrics = self.pretext.loss(batch, generator)
+                inputs, targets = self.pretext.make_batch(batch, generator)  # fp32 clips
+                with acc.autocast():
+                    loss, metrics = self.pretext.batch_loss(inputs, targets)
+                loss = loss.float()
                 if not math.isfinite(loss.item()):
                     raise FloatingPointError(f"{self.pretext.name} loss became {loss.item()}")
                 objective = loss if context.regularizer is None else loss + context.regularizer()
-                optimizer.zero_grad(set_to_none=True)
-                objective.backward()
-                if self.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-                optimizer.step()
+                self._step(optimizer, scaler, objective)
                 self.model.after_step()
                 total += loss.item()
                 for key, value in metrics.items():
@@ -128,6 +134,24 @@ class VideoSSLTask(Task):
             extras = {key: value / len(plan) for key, value in sums.items()}
         return TrainOutcome(epoch_losses[-1], len(videos), time.perf_counter() - start,
                             {"first-epoch-loss": epoch_losses[0], **extras})
+
+    def _step(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
+              objective: torch.Tensor) -> None:
+        """Back-propagate (scaled under fp16), clip the gradient norm at ``grad_clip``
+        (on unscaled gradients), step."""
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(objective).backward()
+            scaler.unscale_(optimizer)
+        else:
+            objective.backward()
+        if self.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)  # skipped when a gradient overflowed
+            scaler.update()
+        else:
+            optimizer.step()
 
     # -- evaluation -------------------------------------------------------------------
 

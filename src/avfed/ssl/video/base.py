@@ -55,9 +55,20 @@ class VideoPretext(ABC):
         """The fewest stored frames a video needs for one training example."""
 
     @abstractmethod
+    def make_batch(self, videos: torch.Tensor, generator: torch.Generator
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The pretext's inputs and targets for a batch of stored videos (clips cut and
+        augmented; no network involved, so it runs outside any autocast)."""
+
+    @abstractmethod
+    def batch_loss(self, inputs: torch.Tensor, targets: torch.Tensor
+                   ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The loss on a prepared batch and extra numbers to report (a pretext accuracy)."""
+
     def loss(self, videos: torch.Tensor, generator: torch.Generator
              ) -> tuple[torch.Tensor, dict[str, float]]:
-        """The loss on a batch and extra numbers to report (a pretext accuracy, say)."""
+        """:meth:`make_batch` then :meth:`batch_loss`."""
+        return self.batch_loss(*self.make_batch(videos, generator))
 
 
 # factories take the run's backbone and clip augmentation plus their task.args.pretext_args

@@ -41,9 +41,8 @@ class ClipPairs(VideoPretext):
             views.append(self.augment(gather_clips(videos, starts, self.clip_len), generator))
         return views[0], views[1]
 
-    def loss(self, videos: torch.Tensor, generator: torch.Generator
-             ) -> tuple[torch.Tensor, dict[str, float]]:
-        view1, view2 = self.make_batch(videos, generator)
+    def batch_loss(self, view1: torch.Tensor, view2: torch.Tensor
+                   ) -> tuple[torch.Tensor, dict[str, float]]:
         return self.model.training_loss(view1, view2), {}
 
 

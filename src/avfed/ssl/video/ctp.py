@@ -109,12 +109,11 @@ class CtP(VideoPretext):
         corners = random_tracks(b, self.clip_len, size, p, self.max_speed * size, generator)
         return paste_patches(clips, patches, corners), centres(corners, p, size)
 
-    def loss(self, videos: torch.Tensor, generator: torch.Generator
-             ) -> tuple[torch.Tensor, dict[str, float]]:
-        clips, target = self.make_batch(videos, generator)
+    def batch_loss(self, clips: torch.Tensor, target: torch.Tensor
+                   ) -> tuple[torch.Tensor, dict[str, float]]:
         feature_map = self.model.backbone.feature_map(clips)  # type: ignore[operator]
-        predicted = self.model.head(feature_map).view_as(target.to(clips.device))
-        target = target.to(predicted.device)
+        target = target.to(clips.device)
+        predicted = self.model.head(feature_map).view_as(target).float()
         error_px = float((predicted.detach() - target).abs().mean()) * clips.shape[-1] / 2
         return F.smooth_l1_loss(predicted, target, beta=0.1), {"pretext_err_px": error_px}
 

@@ -44,9 +44,8 @@ class Speed(VideoPretext):
         clips = gather_clips(videos, starts, self.clip_len, stride)
         return self.augment(clips, generator), labels
 
-    def loss(self, videos: torch.Tensor, generator: torch.Generator
-             ) -> tuple[torch.Tensor, dict[str, float]]:
-        clips, labels = self.make_batch(videos, generator)
+    def batch_loss(self, clips: torch.Tensor, labels: torch.Tensor
+                   ) -> tuple[torch.Tensor, dict[str, float]]:
         logits = self.model.head(self.model.backbone(clips))
         labels = labels.to(logits.device)
         accuracy = float((logits.argmax(1) == labels).float().mean())

@@ -86,9 +86,8 @@ class VCOP(VideoPretext):
         labels = torch.randint(0, len(ORDERS), (b,), generator=generator)
         return shuffle_tuple(clips, labels), labels
 
-    def loss(self, videos: torch.Tensor, generator: torch.Generator
-             ) -> tuple[torch.Tensor, dict[str, float]]:
-        tuples, labels = self.make_batch(videos, generator)
+    def batch_loss(self, tuples: torch.Tensor, labels: torch.Tensor
+                   ) -> tuple[torch.Tensor, dict[str, float]]:
         b = len(tuples)
         feats = self.model.backbone(tuples.flatten(0, 1)).view(b, TUPLE, -1)
         logits = self.model.head(feats)

@@ -170,10 +170,13 @@ class Recording:
     def frames(self) -> Iterator[tuple[np.ndarray, float]]:
         """``(rgb, time_s)`` in order."""
         if self.video is not None:
-            from avfed.video import iter_frames
+            # UBFC's videos are constant-rate; AVI carries no presentation times for
+            # reordered frames, so time is the frame's index over the stream's rate
+            from avfed.video import iter_frames, probe_video
 
+            fps = probe_video(self.video).fps or 30.0
             for frame in iter_frames(self.video):
-                yield frame.rgb, frame.time_s
+                yield frame.rgb, frame.index / fps
             return
         import cv2
 

@@ -134,6 +134,7 @@ def _launch(plan: Any, workdir: Path, recipe: str, overrides: list[str], run_dir
             code = federation.run(recipe, overrides, run_dir, resume, _show(args.verbose),
                                   args.timeout)
     except KeyboardInterrupt:
+        _mark_interrupted(Path(run_dir))
         _say("interrupted: every federation process was stopped; continue with "
              f"`avfed federate resume={run_dir}`")
         return 130
@@ -147,3 +148,19 @@ def _launch(plan: Any, workdir: Path, recipe: str, overrides: list[str], run_dir
     status = json.loads(summary.read_text()).get("status")
     _say(f"run {status}; results in {run_dir}")
     return 0 if status == "finished" else 1
+
+
+def _mark_interrupted(run_dir: Path) -> None:
+    """The ServerApp was killed with the federation: say so in the run folder, as a
+    Ctrl-C of ``avfed run`` does (``running`` would read as a crash)."""
+    import json
+
+    status = run_dir / "status.json"
+    try:
+        if json.loads(status.read_text()).get("status") != "running":
+            return
+    except (OSError, ValueError):
+        return
+    from avfed.runs import RunDir
+
+    RunDir(run_dir).mark_status("interrupted", signal="SIGINT/SIGTERM to avfed federate")

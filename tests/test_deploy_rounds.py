@@ -142,3 +142,15 @@ def test_federation_stops_every_process_tree_it_started_even_on_ctrl_c(tmp_path)
         raise KeyboardInterrupt
     assert not any(_alive(pid) for pid in started)
     assert all(p.poll() is not None for p in federation.processes.values())
+
+
+def test_an_interrupted_federation_marks_a_running_run_folder_only(tmp_path):
+    from avfed.deploy.cli import _mark_interrupted
+
+    for name, status in (("killed", "running"), ("done", "finished")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "status.json").write_text(json.dumps({"status": status}))
+        _mark_interrupted(tmp_path / name)
+    assert json.loads((tmp_path / "killed" / "status.json").read_text())["status"] == \
+        "interrupted"
+    assert json.loads((tmp_path / "done" / "status.json").read_text())["status"] == "finished"

@@ -52,7 +52,10 @@ def add_cardio_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--central", action="store_true", help="train on the pooled subjects")
     train.add_argument("--run-dir", default=None)
     train.add_argument("--verbose", action="store_true")
-    train.set_defaults(func=_train)
+    # `avfed cardio train` is `avfed run` with the cardio recipe by default: take the run
+    # command's handler from its parser rather than importing the top-level CLI
+    run_command = sub.choices["run"].get_default("func") if "run" in sub.choices else None
+    train.set_defaults(func=lambda args: _train(args, run_command))
 
 
 def _estimator_arguments(parser: argparse.ArgumentParser) -> None:
@@ -177,11 +180,11 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
-    from avfed.cli import _run
-
+def _train(args: argparse.Namespace, run_command) -> int:
+    if run_command is None:
+        raise RuntimeError("avfed cardio train needs the `avfed run` command registered first")
     items = list(args.overrides)
     if not any(item.startswith(("recipe=", "resume=")) for item in items):
         items.insert(0, "recipe=cardio_pulse_av")
-    return _run(argparse.Namespace(overrides=items, central=args.central,
-                                   run_dir=args.run_dir, verbose=args.verbose))
+    return run_command(argparse.Namespace(overrides=items, central=args.central,
+                                          run_dir=args.run_dir, verbose=args.verbose))

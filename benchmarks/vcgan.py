@@ -136,6 +136,38 @@ def colorize_in_child(src: Path, dst: Path, colorizer: Path, threads: int) -> di
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def measure_stream(args: argparse.Namespace, task) -> tuple[str, float]:  # noqa: ANN001
+    """Throughput at 256×448 and peak memory on a short and a long video; the table and
+    the long/short peak-memory ratio."""
+    from avfed.colorize.checkpoint import save_colorizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        colorizer = save_colorizer(task.model.generator, folder / "c.safetensors")
+        speed_src = folder / "speed.mp4"
+        make_video(speed_src, args.short_seconds, 256, 448)
+        speeds = {int(n): colorize_in_child(speed_src, folder / "speed_out.mp4", colorizer,
+                                            int(n)) for n in args.speed_threads.split(",")}
+        mh, mw = (int(x) for x in args.memory_size.split("x"))
+        memory = {}
+        for name, secs in (("short", args.short_seconds), ("long", args.long_seconds)):
+            src = folder / f"{name}.mp4"
+            make_video(src, secs, mh, mw)
+            memory[name] = colorize_in_child(src, folder / f"{name}_out.mp4", colorizer,
+                                             args.threads)
+            memory[name]["video_s"] = secs
+    stream = markdown_table(
+        ["colorize run", "frames", "source", "model input", "frames/s", "peak RSS (MB)"],
+        [[f"throughput, {n} thread{'s' if n > 1 else ''}", speed["frames"], "256×448",
+          "×".join(map(str, speed["model_size"])), f"{speed['frames_per_second']:.1f}",
+          f"{speed['peak_rss_mb']:.0f}"] for n, speed in speeds.items()]
+        + [[f"{name} ({m['video_s']:.0f} s)", m["frames"], f"{mh}×{mw}",
+            "×".join(map(str, m["model_size"])), f"{m['frames_per_second']:.1f}",
+            f"{m['peak_rss_mb']:.0f}"] for name, m in memory.items()])
+    ratio = memory["long"]["peak_rss_mb"] / memory["short"]["peak_rss_mb"]
+    return stream, ratio
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=8)
@@ -151,6 +183,9 @@ def main() -> None:
     parser.add_argument("--long-seconds", type=float, default=60.0)
     parser.add_argument("--memory-size", default="128x224", help="HxW of the memory videos")
     parser.add_argument("--quick", action="store_true", help="2 rounds, short videos (smoke)")
+    parser.add_argument("--skip-stream", action="store_true",
+                        help="quality only: no throughput and memory measurement")
+    parser.add_argument("--gan-loss", default=None, help="override task.args.gan_loss")
     parser.add_argument("--no-publish", action="store_true")
     args = parser.parse_args()
     if args.quick:
@@ -159,6 +194,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     common = [f"data.image_size={args.size}", f"task.args.image_rounds={args.image_rounds}",
               f"task.args.steps_per_round={args.steps}", f"train.batch_size={args.batch}"]
+    if args.gan_loss:
+        common.append(f"task.args.gan_loss={args.gan_loss}")
     systems = {"per-frame (image mode)": ["task.args.recurrent=false"],
                "VCGAN (recurrent)": ["task.args.recurrent=true"]}
     tasks, seconds = {}, {}
@@ -189,38 +226,13 @@ def main() -> None:
     draw_examples(clips, {"gray": outputs["grayscale input"],
                           "per-frame": outputs[frame_label], "VCGAN": outputs[vcgan_label],
                           "truth": clips}, IMAGE)
-    # streaming: throughput at 256×448 and peak memory, short vs long
-    from avfed.colorize.checkpoint import save_colorizer
-
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        colorizer = save_colorizer(tasks[vcgan_label].model.generator, folder / "c.safetensors")
-        speed_src = folder / "speed.mp4"
-        make_video(speed_src, args.short_seconds, 256, 448)
-        speeds = {int(n): colorize_in_child(speed_src, folder / "speed_out.mp4", colorizer,
-                                            int(n)) for n in args.speed_threads.split(",")}
-        mh, mw = (int(x) for x in args.memory_size.split("x"))
-        memory = {}
-        for name, secs in (("short", args.short_seconds), ("long", args.long_seconds)):
-            src = folder / f"{name}.mp4"
-            make_video(src, secs, mh, mw)
-            memory[name] = colorize_in_child(src, folder / f"{name}_out.mp4", colorizer,
-                                             args.threads)
-            memory[name]["video_s"] = secs
-    stream = markdown_table(
-        ["colorize run", "frames", "source", "model input", "frames/s", "peak RSS (MB)"],
-        [[f"throughput, {n} thread{'s' if n > 1 else ''}", speed["frames"], "256×448",
-          "×".join(map(str, speed["model_size"])), f"{speed['frames_per_second']:.1f}",
-          f"{speed['peak_rss_mb']:.0f}"] for n, speed in speeds.items()]
-        + [[f"{name} ({m['video_s']:.0f} s)", m["frames"], f"{mh}×{mw}",
-            "×".join(map(str, m["model_size"])), f"{m['frames_per_second']:.1f}",
-            f"{m['peak_rss_mb']:.0f}"] for name, m in memory.items()])
+    stream, ratio = measure_stream(args, tasks[vcgan_label]) if not args.skip_stream else (
+        "", float("nan"))
     fm, vm = mean(scores[frame_label]), mean(scores[vcgan_label])
-    ratio = memory["long"]["peak_rss_mb"] / memory["short"]["peak_rss_mb"]
     note = (f"Held-out color_clips ({len(clips)} clips × {clips.shape[1]} frames, "
             f"{args.size}×{args.size}; photographs and digit scans never trained on). Both "
             f"colorizers: the vcgan_color_clips recipe, {args.rounds} rounds of {args.steps} "
-            f"batches of {args.batch} clips "
+            f"batches of {args.batch} clips, critic loss {args.gan_loss or 'of the recipe'} "
             f"({args.image_rounds} image-stage rounds, then video stage), same seed and budget; "
             f"{args.threads} torch threads on a shared, heavily loaded machine (timings are "
             f"indicative only). VCGAN's warp error is {vm['warp_error'] / fm['warp_error']:.2f}× "
@@ -228,10 +240,9 @@ def main() -> None:
             f"{vm['psnr'] - fm['psnr']:+.2f} dB from it; the grayscale input is the floor for "
             f"colour and the ceiling for stability. Streaming: `avfed colorize run` on "
             f"generated videos with audio (24 fps), peak RSS of a fresh process; long/short "
-            f"peak memory ratio {ratio:.3f}.")
-    print(stream)
+            f"peak memory ratio {ratio:.3f}." if not args.skip_stream else "")
     publish("VCGAN video colorization (color_clips) and `avfed colorize run`",
-            quality + "\n\n" + stream, note, append=not args.no_publish)
+            quality + ("\n\n" + stream if stream else ""), note, append=not args.no_publish)
     print(f"examples: {IMAGE}")
 
 

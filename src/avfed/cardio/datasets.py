@@ -106,30 +106,40 @@ def clip_windows(clip, spec: WindowSpec) -> dict[str, np.ndarray]:
 def pulse_av_windows(num_subjects: int, duration_s: float = 30.0, seed: int = 0,
                      spec: WindowSpec | None = None, size: tuple[int, int] = (160, 120),
                      cache: bool = True) -> dict[str, np.ndarray]:
-    """Every subject's windows (``subject`` says whose), cached by their parameters."""
-    from avfed.cardio.pulse_av import cache_dir, render_clip, subject_table
+    """Every subject's windows (``subject`` says whose). Cached per subject, so a run
+    with fewer subjects reuses what a larger one generated (subject ``i`` is the same
+    whatever the number of subjects)."""
+    from avfed.cardio.pulse_av import subject_table
 
     spec = spec or WindowSpec()
-    key = hashlib.sha1(json.dumps([num_subjects, duration_s, seed, list(size),
-                                   spec.__dict__, 2]).encode()).hexdigest()[:16]
-    path = cache_dir() / f"windows_{key}.npz"
-    if cache and path.exists():
-        with np.load(path) as z:
-            return {k: z[k] for k in z.files}
     parts: dict[str, list] = {"crops": [], "audio": [], "bpm": [], "start": [], "subject": []}
     for subject in subject_table(num_subjects, seed):
-        clip = render_clip(subject, duration_s, size=size, seed=seed)
-        windows = clip_windows(clip, spec)
+        windows = _subject_windows(subject, duration_s, seed, spec, size, cache)
         for k, v in windows.items():
             parts[k].append(v)
         parts["subject"].append(np.full(len(windows["bpm"]), subject.id))
-    data = {k: np.concatenate(v) for k, v in parts.items()}
+    return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def _subject_windows(subject, duration_s: float, seed: int, spec: WindowSpec,
+                     size: tuple[int, int], cache: bool) -> dict[str, np.ndarray]:
+    from dataclasses import asdict
+
+    from avfed.cardio.pulse_av import cache_dir, render_clip
+
+    key = hashlib.sha1(json.dumps([asdict(subject), duration_s, seed, list(size),
+                                   asdict(spec), 3]).encode()).hexdigest()[:16]
+    path = cache_dir() / "windows" / f"s{subject.id}_{key}.npz"
+    if cache and path.exists():
+        with np.load(path) as z:
+            return {k: z[k] for k in z.files}
+    windows = clip_windows(render_clip(subject, duration_s, size=size, seed=seed), spec)
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{os.getpid()}.{path.name}")
-        np.savez(tmp, **data)
+        np.savez(tmp, **windows)
         tmp.replace(path)
-    return data
+    return windows
 
 
 def pack_windows(crops: np.ndarray, audio: np.ndarray, bpm: np.ndarray) -> torch.Tensor:

@@ -236,6 +236,18 @@ def test_cardio_run_writes_the_series_and_an_overlay_and_reports_broken_input(tm
     assert last["status"] == "input_error" and last["bpm"] == "" and "truncated" in last["detail"]
     assert main(["cardio", "run", str(tmp_path / "nope.mp4"), "--out", str(out),
                  "--quiet"]) == 1
+    # corrupt packets in the middle: the frames they held are lost, and the windows that
+    # span the hole say so instead of reading a heart rate through it
+    webm = P.write_clip(with_audio, tmp_path / "clip.webm")
+    data = bytearray(webm.read_bytes())
+    middle = len(data) // 2
+    data[middle:middle + 6000] = np.random.default_rng(0).integers(0, 256, 6000, np.uint8).tobytes()
+    webm.write_bytes(bytes(data))
+    assert main(["cardio", "run", str(webm), "--out", str(out), "--window", "6",
+                 "--quiet"]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert any(r["status"] == "gap" for r in rows)
+    assert all(r["bpm"] == "" for r in rows if r["status"] != "ok")
 
 
 # -- the service ---------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from rich.markup import escape
 
 from avfed.build import BuiltRun
 from avfed.eval.rankme import selection_summary
+from avfed.precision import task_acceleration
 from avfed.rounds import LOSS_KEY, WEIGHT_KEY, RoundRecord, describe_failures, score_distribution
 from avfed.runs import MetricsLog, RunDir, save_checkpoint
 
@@ -166,6 +167,8 @@ class RoundReporter:
             "recipe": cfg.name,
             "task": cfg.task.name,
             "mode": "federated" if self.federated else "centralised",
+            # precision / memory format of the training steps, as resolved on this machine
+            "training_step": task_acceleration(self.task, cfg.train, cfg.device).describe(),
             "status": status,
             "seed": cfg.seed,
             "rounds": cfg.fl.rounds,

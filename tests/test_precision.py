@@ -172,3 +172,16 @@ def test_loss_scaled_step_equals_plain_step():
     stepper(scaled(x).pow(2).mean())
     for a, b in zip(plain.parameters(), scaled.parameters(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_a_task_without_its_own_resolution_is_described_by_the_config(monkeypatch):
+    from types import SimpleNamespace
+
+    from avfed.precision import task_acceleration
+
+    _probe_cpu(monkeypatch, avx512_bf16=False, amx=False)
+    plain_task = SimpleNamespace(model=TinyConvNet())
+    described = task_acceleration(plain_task, TrainConfig(), "cpu").describe()
+    assert described == "fp32 (auto: no AVX512-BF16 or AMX) · channels_last"
+    own = Acceleration("bf16", "contiguous", "cpu", reason="asked for")
+    assert task_acceleration(SimpleNamespace(acceleration=own), TrainConfig(), "cpu") is own

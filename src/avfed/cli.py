@@ -95,14 +95,10 @@ def step_description(built: object) -> str:
     """How the run's training steps compute (precision, memory format), as resolved by
     its task (:mod:`avfed.precision`); a task without its own resolution gets the
     config's."""
-    from avfed.precision import Acceleration
+    from avfed.precision import task_acceleration
 
-    task = built.task  # type: ignore[attr-defined]
-    acceleration = getattr(task, "acceleration", None)
-    if not isinstance(acceleration, Acceleration):
-        acceleration = Acceleration.resolve(built.cfg.train, built.cfg.device,  # type: ignore[attr-defined]
-                                            task.model)
-    return acceleration.describe()
+    cfg = built.cfg  # type: ignore[attr-defined]
+    return task_acceleration(built.task, cfg.train, cfg.device).describe()  # type: ignore[attr-defined]
 
 
 SCORE_LABELS = {"knn_acc": "kNN top-1 (k=20)", "probe_acc": "linear probe"}

@@ -224,6 +224,15 @@ class Acceleration:
         return text + (" · compiled" if self.compile else "")
 
 
+def task_acceleration(task: object, train_cfg: object, device: str) -> Acceleration:
+    """The choices a task's steps use: its own resolution (``task.acceleration``) or, for a
+    task that does not use this module, what the config would resolve to."""
+    acceleration = getattr(task, "acceleration", None)
+    if isinstance(acceleration, Acceleration):
+        return acceleration
+    return Acceleration.resolve(train_cfg, device, getattr(task, "model", None))
+
+
 @contextlib.contextmanager
 def full_precision(device: str = "cpu") -> Iterator[None]:
     """Leave autocast inside a forward pass: for a part that must stay fp32 (a loss

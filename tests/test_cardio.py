@@ -363,9 +363,18 @@ def _synthetic_windows(n: int, seed: int = 0, frames: int = 96, size: int = 12):
 
 
 def test_cardionet_and_its_ablations_learn_a_heart_rate():
+    bpm, video, audio = _synthetic_windows(24, frames=64)  # 4 s windows: a cheaper test
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: a second thread only waits (and spins when loaded)
+    try:
+        _learn_each_branch(bpm, video, audio)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _learn_each_branch(bpm, video, audio):
     from avfed.cardio.cardionet import CardioNet, cardionet_loss
 
-    bpm, video, audio = _synthetic_windows(24, frames=64)  # 4 s windows: a cheaper test
     for branches in ("av", "video", "audio"):
         torch.manual_seed(0)
         model = CardioNet(branches, window_s=4.0)

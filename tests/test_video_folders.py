@@ -134,3 +134,16 @@ def test_unusable_dataset_is_an_error_before_training(tmp_path):
         "task.args.pretext_args.clip_len=4"])
     with pytest.warns(RuntimeWarning), pytest.raises(ConfigError, match="decode"):
         build_run(cfg)
+
+
+def test_kinetics_style_folder_with_its_own_validation_split(tmp_path):
+    from avfed.data.sources.video_folders import load_video_folder
+
+    for split, count in (("train", 3), ("val", 1)):
+        for label, name in enumerate(CLASSES[:2]):
+            for i in range(count):
+                _write(tmp_path / split / name / f"{i}.mp4", label, label * 10 + i)
+    train, held_out = load_video_folder(tmp_path, num_frames=8, stride=1, size=16)
+    assert len(train) == 6 and held_out is not None and len(held_out) == 2
+    assert train.classes == held_out.classes == list(CLASSES[:2])
+    assert sorted(held_out.labels.tolist()) == [0, 1]

@@ -51,7 +51,7 @@ def service():
     thread.join(timeout=10)
 
 
-def _driver(profile: str):
+def _driver(profile: str, *extra: str):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -61,7 +61,8 @@ def _driver(profile: str):
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--mute-audio",
-                 "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={profile}"):
+                 "--autoplay-policy=no-user-gesture-required", f"--user-data-dir={profile}",
+                 *extra):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
 
@@ -94,3 +95,27 @@ def test_page_streams_a_clip_and_shows_its_heart_rate(service, tmp_path):
     while app.state.sessions.sessions and time.time() < deadline:
         time.sleep(0.1)
     assert app.state.sessions.sessions == {}  # a closed page frees its session
+
+
+def test_camera_and_microphone_stream_and_a_faceless_scene_shows_no_bpm(service, tmp_path):
+    """Chromium's fake camera (a moving test pattern, no face) and fake microphone: the
+    page streams both, the service answers, and the page says why it shows no BPM."""
+    app, port, _ = service
+    driver = _driver(str(tmp_path / "profile"), "--use-fake-device-for-media-stream",
+                     "--use-fake-ui-for-media-stream")
+    try:
+        driver.get(f"http://127.0.0.1:{port}/")
+        driver.find_element("id", "camera").click()
+        state: dict = {}
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            state = driver.execute_script("return window.cardio") or {}
+            if state.get("lastStatus") == "no_face":
+                break
+            time.sleep(0.25)
+        assert state.get("lastStatus") == "no_face", state
+        assert state.get("lastBpm") is None and driver.find_element("id", "bpm").text == "--"
+        assert "no face" in driver.find_element("id", "status").text
+        assert "audio ok" in driver.find_element("id", "meta").text  # the microphone streamed
+    finally:
+        driver.quit()

@@ -192,7 +192,9 @@ class CardioEstimator:
         assert self.first_time is not None
         window = self.model.window_s if self.model else self.window_s
         start = now - window
-        audio_state = "none" if self.audio.end_time is None else "missing"
+        audio_state = "none" if self.audio.end_time is None else (
+            "ok" if self.audio.window(max(start, self.first_time), now) is not None
+            else "missing")
         if start < self.first_time - 1e-6:
             return Update(now, None, 0.0, self._method_name(), "warming_up",
                           f"{now - self.first_time:.1f} of {window:.0f} s buffered",
@@ -214,7 +216,6 @@ class CardioEstimator:
         hr = estimate_heart_rate(colour[1], self.rate, self.method)
         method = self.method if self.model is None else f"{self.method} (no audio)"
         peaks = hr.bpm_peaks if math.isfinite(hr.bpm_peaks) else None
-        audio_state = "ok" if self.audio.window(start, now) is not None else audio_state
         if hr.confidence < self.min_confidence or not math.isfinite(hr.bpm):
             return Update(now, None, hr.confidence, method, "low_signal",
                           f"pulse SNR {hr.snr_db:.1f} dB is too low to read a heart rate",

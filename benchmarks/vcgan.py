@@ -211,11 +211,13 @@ def main() -> None:
     for label, task in tasks.items():
         outputs[label] = torch.cat([task.colorize(clips[i:i + 8])
                                     for i in range(0, len(clips), 8)])
+    outputs["ground truth"] = clips
     scores = {label: per_clip(first, clips, out) for label, out in outputs.items()}
     rows = []
     for label, per in scores.items():
         m = mean(per)
-        rows.append([label, f"{m['psnr']:.2f}", f"{m['ssim']:.3f}", f"{m['colorfulness']:.1f}",
+        psnr = "∞" if label == "ground truth" else f"{m['psnr']:.2f}"
+        rows.append([label, psnr, f"{m['ssim']:.3f}", f"{m['colorfulness']:.1f}",
                      f"{m['warp_error'] * 1e3:.3f}", f"{m['cdc']:.4f}",
                      f"{seconds.get(label, 0.0):.0f}"])
     frame_label, vcgan_label = list(systems)
@@ -238,9 +240,11 @@ def main() -> None:
             f"indicative only). VCGAN's warp error is {vm['warp_error'] / fm['warp_error']:.2f}× "
             f"the per-frame colorizer's (lower on {wins:.0%} of clips) at a PSNR "
             f"{vm['psnr'] - fm['psnr']:+.2f} dB from it; the grayscale input is the floor for "
-            f"colour and the ceiling for stability. Streaming: `avfed colorize run` on "
-            f"generated videos with audio (24 fps), peak RSS of a fresh process; long/short "
-            f"peak memory ratio {ratio:.3f}." if not args.skip_stream else "")
+            f"colour and the ceiling for stability; the ground truth's own warp error and CDC "
+            f"(real motion and occlusions) are what a perfect colorization would score.")
+    if not args.skip_stream:
+        note += (f" Streaming: `avfed colorize run` on generated videos with audio (24 fps), "
+                 f"peak RSS of a fresh process; long/short peak memory ratio {ratio:.3f}.")
     publish("VCGAN video colorization (color_clips) and `avfed colorize run`",
             quality + ("\n\n" + stream if stream else ""), note, append=not args.no_publish)
     print(f"examples: {IMAGE}")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def load_babble(seed: int = 0, voices: int = 12, cache_dir: str | Path | None = 
             owners.append(spk.id)
     waves = synthesize_many(requests)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")  # processes warming it never collide
     np.savez(tmp, samples=np.concatenate(waves), lengths=np.array([len(w) for w in waves]),
              voices=np.array(owners))
     tmp.replace(path)

@@ -120,6 +120,12 @@ def test_train_and_resume(tmp_path):
     assert rounds == [0, 1, 2]
     assert (tmp_path / "run" / "checkpoints" / "round_002.safetensors").is_file()
     assert (tmp_path / "run" / "colorizer.safetensors").is_file()
+    # a round checkpoint (generator + critic, no metadata) is read with the run's config
+    from_round = load_colorizer(tmp_path / "run" / "checkpoints" / "round_002.safetensors")
+    final = load_colorizer(tmp_path / "run")
+    gray = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(from_round(gray), final(gray))
 
 
 def eval_json(line: str) -> dict:

@@ -16,6 +16,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from avfed.colorize.generator import GeneratorSpec, VCGANGenerator, build_generator
+from avfed.config import RunConfig
 
 SPEC_KEY = "vcgan_generator_spec"
 GENERATOR_PREFIX = "generator."
@@ -32,12 +33,25 @@ def save_colorizer(generator: VCGANGenerator, path: str | Path) -> Path:
     return path
 
 
+def spec_from_config(cfg: RunConfig) -> GeneratorSpec:
+    """The generator a ``vcgan`` run of ``cfg`` trains (its task.args over the defaults,
+    which the task shares with :class:`GeneratorSpec`)."""
+    args = dict(cfg.task.args)
+    default = GeneratorSpec()
+    return GeneratorSpec(base=int(args.get("base", default.base)),
+                         depth=int(args.get("depth", default.depth)),
+                         attention=int(args.get("attention", default.attention)),
+                         extractor=cfg.model.name, extractor_args=dict(cfg.model.args),
+                         extractor_stride=int(args.get("extractor_stride",
+                                                       default.extractor_stride)),
+                         image_size=cfg.data.image_size)
+
+
 def _spec_from_run(file: Path) -> GeneratorSpec | None:
     """The spec of the run that wrote ``file`` (its config.yaml one or two folders up)."""
     for folder in (file.parent, file.parent.parent):
         config = folder / "config.yaml"
         if config.is_file():
-            from avfed.colorize.task import spec_from_config
             from avfed.config import load_config
 
             return spec_from_config(load_config(str(config)))

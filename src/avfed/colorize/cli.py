@@ -48,14 +48,16 @@ def add_colorize_commands(sub: argparse._SubParsersAction) -> None:
 def _train(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from avfed.cli import print_summary, split_recipe
     from avfed.colorize.training import train_colorizer
     from avfed.config import load_config
 
-    items = list(args.overrides)
-    if not any(i.startswith("recipe=") for i in items):
-        items.insert(0, f"recipe={DEFAULT_RECIPE}")
-    recipe, overrides = split_recipe(items)
+    recipe = DEFAULT_RECIPE
+    overrides = []
+    for item in args.overrides:
+        if item.startswith("recipe="):
+            recipe = item.split("=", 1)[1]
+        else:
+            overrides.append(item)
     if args.resume is not None:
         if args.federated:
             raise ValueError("--resume continues a centralised run; a federated run starts over")
@@ -66,11 +68,14 @@ def _train(args: argparse.Namespace) -> int:
     cfg = load_config(recipe, overrides)
     summary = train_colorizer(cfg, run_dir=args.resume or args.run_dir,
                               resume=args.resume is not None, federated=args.federated)
-    print_summary(summary)
+    console = Console(highlight=False)
+    baselines = summary.get("baselines") or {}
+    for name, scores in [*baselines.items(), ("colorizer", summary.get("final") or {})]:
+        console.print(f"{name}: " + " · ".join(f"{k} {v:.4g}" for k, v in scores.items()))
     colorizer = Path(summary["run_dir"]) / "colorizer.safetensors"
     if colorizer.is_file():
-        Console(highlight=False).print(f"colorizer: {colorizer}  (avfed colorize run IN.mp4 "
-                                       f"OUT.mp4 --checkpoint {colorizer})")
+        console.print(f"colorizer: {colorizer}  (avfed colorize run IN.mp4 OUT.mp4 "
+                      f"--checkpoint {colorizer})")
     return 0
 
 

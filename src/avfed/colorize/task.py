@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -45,7 +44,7 @@ from avfed.colorize.losses import (
     short_term_loss,
 )
 from avfed.colorize.metrics import video_scores
-from avfed.config import ConfigError, DataConfig, RunConfig
+from avfed.config import ConfigError, DataConfig
 from avfed.data.catalog import register_source
 from avfed.tasks.base import ClientData, Task, TrainContext, TrainOutcome
 from avfed.tasks.parts import RunParts
@@ -94,23 +93,6 @@ class VCGANModel(nn.Module):
         super().__init__()
         self.generator = generator
         self.discriminator = discriminator
-
-
-def _defaults() -> dict[str, Any]:
-    import inspect
-
-    return {name: p.default for name, p in inspect.signature(VCGANTask.__init__).parameters
-            .items() if p.default is not inspect.Parameter.empty}
-
-
-def spec_from_config(cfg: RunConfig) -> GeneratorSpec:
-    """The generator a run of ``cfg`` trains (its task.args over the task's defaults)."""
-    args = {**_defaults(), **dict(cfg.task.args)}
-    return GeneratorSpec(base=int(args["base"]), depth=int(args["depth"]),
-                         attention=int(args["attention"]), extractor=cfg.model.name,
-                         extractor_args=dict(cfg.model.args),
-                         extractor_stride=int(args["extractor_stride"]),
-                         image_size=cfg.data.image_size)
 
 
 class VCGANTask(Task):
@@ -381,4 +363,4 @@ def vcgan_task(parts: RunParts, image_rounds: int = 1, recurrent: bool = True, c
                      steps_per_round=steps_per_round)
 
 
-__all__ = ["KINDS", "VCGANModel", "VCGANTask", "spec_from_config", "vcgan_task"]
+__all__ = ["KINDS", "VCGANModel", "VCGANTask", "vcgan_task"]

@@ -55,7 +55,12 @@ RULES = {  # label → (alpha, beta), the rows of the paper's Table 4
 CENTRAL, RANDOM, RAW = "centralised SSL", "random init", "raw pixels"
 KEYS = ("recall@1", "recall@5", "probe_acc")
 RECIPE = "fedvssl_moving_digits"
-PLOT = Path(__file__).resolve().parent / "plots" / "fedvssl_video.png"
+PLOTS = Path(__file__).resolve().parent / "plots"
+
+
+def plot_path(pretext: str) -> Path:
+    """The recipe's pretext (CtP) keeps the plain name; others are suffixed."""
+    return PLOTS / ("fedvssl_video.png" if pretext == "ctp" else f"fedvssl_video_{pretext}.png")
 
 
 def overrides(args: argparse.Namespace, seed: int) -> list[str]:
@@ -172,7 +177,8 @@ def grid_table(by_label: dict[str, list[dict]]) -> tuple[str, list[str]]:
     return markdown_table(header, rows), shown
 
 
-def save_plot(by_label: dict[str, list[dict]], labels: list[str], title: str) -> bool:
+def save_plot(by_label: dict[str, list[dict]], labels: list[str], title: str, path: Path
+              ) -> bool:
     try:
         import matplotlib
 
@@ -194,8 +200,8 @@ def save_plot(by_label: dict[str, list[dict]], labels: list[str], title: str) ->
         ax.set_title(key)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    PLOT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(PLOT, dpi=110)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
 
@@ -298,7 +304,8 @@ def main() -> None:
     table, labels = grid_table(by_label)
     title = (f"FedVSSL rules on moving_digits: {args.pretext}, {args.clients} clients, "
              f"{args.rounds} rounds")
-    plotted = save_plot(by_label, labels, title) if labels else False
+    plot = plot_path(args.pretext)
+    plotted = save_plot(by_label, labels, title, plot) if labels else False
     note = (f"moving_digits (10 motion classes, 40 videos each, 16 × 32 × 32, 20 % held "
             f"out), {args.clients} clients (Dirichlet α = 0.5), pretext {args.pretext} "
             f"(clip_len {args.clip_len}), r3d_10 width 8, {args.rounds} rounds × 1 local "
@@ -307,7 +314,7 @@ def main() -> None:
             "mean of 3 clips' features; R@k: test videos query training videos (cosine). "
             "Mean ± population std over the seeds counted. Rounds run in-process with the "
             "engine's strategy and client merge (no Ray)."
-            + (f" Plot: `benchmarks/plots/{PLOT.name}`." if plotted else ""))
+            + (f" Plot: `benchmarks/plots/{plot.name}`." if plotted else ""))
     body = f"{table}\n\n{note}"
     if not args.skip_throughput:
         body += "\n\n### Throughput of the video data path\n\n" + throughput_section(args)

@@ -68,6 +68,11 @@ def _moving_digits(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
     return stratified_split(full, cfg.test_fraction, seed)
 
 
+def _stratifier(cfg: DataConfig, seed: int) -> Callable[[ImageSet], tuple[ImageSet, ImageSet]]:
+    """The per-class split a video source falls back to when it has no official one."""
+    return lambda data: stratified_split(data, cfg.test_fraction, seed)
+
+
 @register_source("kinetics_folder", "video",
                  "your videos in root/<class>/<file> (or root/train + root/val, Kinetics-style)")
 def _kinetics_folder(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
@@ -76,7 +81,7 @@ def _kinetics_folder(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit
     folder = _require_root("kinetics_folder", root, "data.root")
     v = cfg.video
     return finish_split("kinetics_folder", folder, load_video_folder(
-        folder, v.num_frames, v.frame_stride, cfg.image_size), cfg.test_fraction, seed)
+        folder, v.num_frames, v.frame_stride, cfg.image_size), _stratifier(cfg, seed))
 
 
 @register_source("ucf101", "video", "UCF-101 at root (UCF-101/<Class>/*.avi + ucfTrainTestlist); "
@@ -87,7 +92,7 @@ def _ucf101(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
     folder = _require_root("ucf101", root, "data.root")
     v = cfg.video
     return finish_split("ucf101", folder, load_ucf101(
-        folder, v.split, v.num_frames, v.frame_stride, cfg.image_size), cfg.test_fraction, seed)
+        folder, v.split, v.num_frames, v.frame_stride, cfg.image_size), _stratifier(cfg, seed))
 
 
 @register_source("hmdb51", "video", "HMDB-51 at root (<class>/*.avi + testTrainMulti_7030_splits);"
@@ -98,7 +103,7 @@ def _hmdb51(cfg: DataConfig, seed: int, root: str | None) -> ImageSplit:
     folder = _require_root("hmdb51", root, "data.root")
     v = cfg.video
     return finish_split("hmdb51", folder, load_hmdb51(
-        folder, v.split, v.num_frames, v.frame_stride, cfg.image_size), cfg.test_fraction, seed)
+        folder, v.split, v.num_frames, v.frame_stride, cfg.image_size), _stratifier(cfg, seed))
 
 
 @register_source("image_folder", "image", "your images in root/<class>/<file> (ImageFolder)")

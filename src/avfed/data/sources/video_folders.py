@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import cv2
@@ -276,17 +276,16 @@ def load_hmdb51(root: str | Path, split: int, num_frames: int, stride: int, size
 # -- what the catalog calls --------------------------------------------------------------------
 
 def finish_split(name: str, root: str | Path, loaded: tuple[VideoSet, VideoSet | None],
-                 test_fraction: float, seed: int) -> tuple[VideoSet, VideoSet]:
-    """The (train, test) pair: the official one, or a stratified split when there is
-    none; every skipped file is listed on the training set (the run summary counts
-    those); an unusable result is a :class:`ConfigError`."""
-    from avfed.data.catalog import stratified_split
-
+                 stratify: Callable[[VideoSet], tuple[VideoSet, VideoSet]]
+                 ) -> tuple[VideoSet, VideoSet]:
+    """The (train, test) pair: the official one, or ``stratify(all)`` (the catalog's
+    per-class split) when there is none; every skipped file is listed on the training
+    set (the run summary counts those); an unusable result is a :class:`ConfigError`."""
     train, test = loaded
     if test is None:
         if len(train) == 0:
             check_usable(name, Path(root), train, train)  # raises: nothing decodes
-        train, test = stratified_split(train, test_fraction, seed)
+        train, test = stratify(train)
     else:
         train.skipped = [*train.skipped, *test.skipped]
     check_usable(name, Path(root), train, test)

@@ -170,6 +170,11 @@ class VCGANTask(Task):
             for extractor in extractors:
                 self.init_report = load_backbone_weights(extractor, init, "task.args.init",
                                                          state=state)
+            from rich.console import Console
+            from rich.markup import escape
+
+            Console(highlight=False).print(
+                f"vcgan extractors: {escape(self.init_report.summary())} (both)")
         generator = VCGANGenerator(spec, *extractors)
         self.model = VCGANModel(generator, PatchDiscriminator(disc_base)).to(cfg.device)
         self.perceptual = (PerceptualLoss(vgg_weights).to(cfg.device) if vgg_weights

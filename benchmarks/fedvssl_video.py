@@ -17,6 +17,7 @@ times over.
     python benchmarks/fedvssl_video.py                       # grid + throughput, 3 seeds
     python benchmarks/fedvssl_video.py --rounds 6 --seeds 0  # a quick look
     python benchmarks/fedvssl_video.py --publish-only        # table from finished runs
+    python benchmarks/fedvssl_video.py --throughput-only     # the data path alone
 
 Every finished run is appended to ``--results`` (JSON lines) at once, so a run cut short
 by a time limit still publishes what it finished (``--publish-only``).
@@ -276,7 +277,10 @@ def throughput_section(args: argparse.Namespace) -> str:
             "when the dataset loads; decoding and resizing one 16-frame clip of a 320×240 "
             f"MPEG-4 file to 112×112 takes {decode['decode_s'] * 1000:.0f} ms on one thread. "
             "Measured on a shared, loaded 2-core machine (other jobs running), so absolute "
-            "clips/s are pessimistic; the share is a ratio within one run.")
+            "clips/s are pessimistic; the share is a ratio within one run. Two torch "
+            "threads are far slower than one while other processes hold the cores (the "
+            "intra-op threads wait on each other), which is why a client runs one thread "
+            "per core it is given (fl.client_threads).")
     return f"{table}\n\n{note}"
 
 
@@ -293,11 +297,17 @@ def main() -> None:
                         default=Path(tempfile.gettempdir()) / "fedvssl_video.jsonl")
     parser.add_argument("--publish-only", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--throughput-only", action="store_true",
+                        help="measure and publish the data path alone (no grid)")
     parser.add_argument("--no-append", action="store_true")
     parser.add_argument("overrides", nargs="*", help="extra overrides for every run")
     args = parser.parse_args()
 
     torch.set_num_threads(1)  # one client at a time, as one simulation actor would
+    if args.throughput_only:
+        publish("FedVSSL video data path throughput (benchmarks/fedvssl_video.py "
+                "--throughput-only)", throughput_section(args), "", append=not args.no_append)
+        return
     if not args.publish_only:
         run_grid(args)
     by_label = load_results(args.results)

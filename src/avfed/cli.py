@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from avfed.cardio.cli import add_cardio_commands
+from avfed.cli_support import console, split_recipe
 from avfed.colorize.cli import add_colorize_commands
 from avfed.deploy.cli import add_federate_commands
 
@@ -26,19 +26,7 @@ if TYPE_CHECKING:
 # Only light modules are imported up here: listing and help commands must start in well
 # under half a second, so torch, Flower, Ray and OmegaConf are imported by the commands
 # that need them (tests/test_cli_startup.py checks it).
-console = Console(highlight=False, soft_wrap=True)
-
-
-def split_recipe(items: Sequence[str]) -> tuple[str, list[str]]:
-    """Pull ``recipe=NAME`` out of the ``key=value`` list; the rest are overrides."""
-    recipe = "simclr_digits"
-    overrides: list[str] = []
-    for item in items:
-        if item.startswith("recipe="):
-            recipe = item.split("=", 1)[1]
-        else:
-            overrides.append(item)
-    return recipe, overrides
+__all__ = ["build_parser", "console", "main", "split_recipe"]
 
 
 def _run(args: argparse.Namespace) -> int:

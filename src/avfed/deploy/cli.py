@@ -51,7 +51,7 @@ def add_federate_commands(sub: Any) -> None:
 def _say(text: str) -> None:
     from rich.markup import escape
 
-    from avfed.cli import console
+    from avfed.cli_support import console
 
     console.print(escape(text))
 
@@ -66,7 +66,7 @@ def _show(verbose: bool):
 
 
 def _federate(args: argparse.Namespace) -> int:
-    from avfed.cli import split_recipe
+    from avfed.cli_support import split_recipe
     from avfed.config import load_config
     from avfed.deploy.commands import FederationPlan, app_pyproject, printed_commands
     from avfed.runs import resume_recipe, split_resume

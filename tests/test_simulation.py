@@ -87,8 +87,12 @@ def test_client_side_rule_and_private_target_persist_across_rounds(tmp_path):
     assert all(torch.isfinite(v).all() for v in final.values() if v.is_floating_point())
 
 
-# the clean corpora: two rounds of a tiny model must show a gain over random init
+# the clean corpora and their views: two rounds of a tiny model must show a gain over
+# random init
 UNPAIRED = ["data.source=image_digits", "data.audio_source=spoken_digits",
+            "data.audio.duration_s=0.8", "augment.crop_scale_min=0.2",
+            "augment.jitter_strength=0.4", "augment.grayscale_p=0.0",
+            "augment.audio.time_shift=0.0",
             "fl.rounds=2", "fl.num_clients=2", "fl.sim_cpus=2", "data.num_speakers=12",
             "data.image_size=16", "data.partitioner=iid", "model.args.width=8",
             "ssl.hidden_dim=64", "ssl.projection_dim=32", "train.local_epochs=5",

@@ -174,14 +174,15 @@ def test_loss_scaled_step_equals_plain_step():
         torch.testing.assert_close(a, b)
 
 
-def test_a_task_without_its_own_resolution_is_described_by_the_config(monkeypatch):
+def test_a_task_without_its_own_resolution_is_described_as_fp32(monkeypatch):
     from types import SimpleNamespace
 
     from avfed.precision import task_acceleration
 
-    _probe_cpu(monkeypatch, avx512_bf16=False, amx=False)
+    _probe_cpu(monkeypatch, avx512_bf16=True, amx=False)  # the config would pick bf16 ...
     plain_task = SimpleNamespace(model=TinyConvNet())
     described = task_acceleration(plain_task, TrainConfig(), "cpu").describe()
-    assert described == "fp32 (auto: no AVX512-BF16 or AMX) · channels_last"
+    # ... but a task that never applies it trains in fp32, and the header says so
+    assert described == "fp32 (SimpleNamespace does not apply train.precision) · contiguous"
     own = Acceleration("bf16", "contiguous", "cpu", reason="asked for")
     assert task_acceleration(SimpleNamespace(acceleration=own), TrainConfig(), "cpu") is own

@@ -225,12 +225,16 @@ class Acceleration:
 
 
 def task_acceleration(task: object, train_cfg: object, device: str) -> Acceleration:
-    """The choices a task's steps use: its own resolution (``task.acceleration``) or, for a
-    task that does not use this module, what the config would resolve to."""
+    """The choices a task's steps use: its own resolution (``task.acceleration``).
+
+    A task that does not adopt this module trains in fp32 with its tensors as they come,
+    whatever ``train.*`` asks for; the header says so rather than print a choice the
+    steps never make."""
     acceleration = getattr(task, "acceleration", None)
     if isinstance(acceleration, Acceleration):
         return acceleration
-    return Acceleration.resolve(train_cfg, device, getattr(task, "model", None))
+    return Acceleration("fp32", "contiguous", device,
+                        reason=f"{type(task).__name__} does not apply train.precision")
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ share of cores so that parallel clients do not oversubscribe the machine.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -132,6 +133,9 @@ def run_federated(built: BuiltRun, run: RunDir, verbose: bool = False) -> dict[s
 
     def on_stop(signal_name: str) -> None:
         run.mark_status("interrupted", signal=signal_name)
+        # stopping the engine under Flower's workers makes each one log the message it
+        # was processing as a failure with a traceback: noise, since the stop was asked for
+        logging.getLogger("flwr").setLevel(logging.CRITICAL)
 
     try:
         # The engine runs in a thread so that this (main) thread stays free to take a

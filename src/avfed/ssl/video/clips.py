@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import torch
 
+from avfed.video.sampling import clip_span, uniform_clip_starts
 
-def clip_span(clip_len: int, stride: int = 1) -> int:
-    """Frames a clip of ``clip_len`` frames ``stride`` apart covers."""
-    return (clip_len - 1) * stride + 1
+__all__ = ["clip_span", "gather_clips", "random_starts", "uniform_starts"]
 
 
 def random_starts(num_frames: int, span: int, batch: int,
@@ -30,10 +29,7 @@ def uniform_starts(num_frames: int, span: int, num_clips: int) -> list[int]:
     if span > num_frames:
         raise ValueError(f"a clip spanning {span} frames does not fit in videos of "
                          f"{num_frames} frames")
-    last = num_frames - span
-    if num_clips == 1:
-        return [last // 2]
-    return sorted({round(i * last / (num_clips - 1)) for i in range(num_clips)})
+    return sorted(set(uniform_clip_starts(num_frames, span, 1, num_clips)))
 
 
 def gather_clips(videos: torch.Tensor, starts: torch.Tensor, clip_len: int,

@@ -20,13 +20,7 @@ SPEC = GeneratorSpec(base=4, depth=3, attention=2, extractor="resnet10_cifar",
                      extractor_args={"width": 4}, image_size=32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster than two fighting over a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

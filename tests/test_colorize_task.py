@@ -21,13 +21,7 @@ TINY = ["data.image_size=32", "task.args.steps_per_round=1", "task.args.depth=3"
         "fl.num_clients=2"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one thread is faster than two fighting over a loaded machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_color_clips_are_deterministic_and_held_out():

@@ -18,14 +18,7 @@ from avfed.ssl.video.ctp import centres, paste_patches, random_tracks
 from avfed.ssl.video.vcop import ORDERS
 from avfed.video.augment import ClipAugment, ClipAugmentConfig
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny 3-D convolutions run many times faster on one thread than on two busy ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 IDENTITY = ClipAugment(ClipAugmentConfig(size=8, crop_scale=(1.0, 1.0), crop_ratio=(1.0, 1.0),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +33,8 @@ def train_colorizer(cfg: RunConfig, run_dir: str | Path | None = None, resume: b
     from rich.progress import Progress
 
     from avfed.build import build_run
-    from avfed.reporting import RoundReporter
-    from avfed.rounds import LOSS_KEY, PARTITION_KEY, WEIGHT_KEY, RoundRecord
+    from avfed.central import run_central
     from avfed.runs import RunDir, load_checkpoint
-    from avfed.seeding import derive_seed, seed_everything
-    from avfed.tasks import TrainContext
 
     if cfg.task.name != "vcgan":
         raise ConfigError(f"invalid recipe field 'task.name': avfed colorize train trains the "
@@ -66,31 +62,10 @@ def train_colorizer(cfg: RunConfig, run_dir: str | Path | None = None, resume: b
     else:
         run = RunDir.create(cfg, run_dir)
         print(f"run folder: {run.path}")
-    seed_everything(cfg.seed)
-    task = built.task
-    data = built.pooled_data()
-    reporter = RoundReporter(built, run, federated=False)
-    started = time.perf_counter()
-    run.mark_status("running")
-    if start == 1:
-        reporter.after_round(0, task.model.state_dict())
     with Progress(transient=True) as bar:
         job = bar.add_task("training", total=cfg.fl.rounds, completed=start - 1)
-        for rnd in range(start, cfg.fl.rounds + 1):
-            record = RoundRecord(rnd, time.perf_counter(), asked=1)
-            outcome = task.train(data, TrainContext(seed=derive_seed(cfg.seed, rnd, 0),
-                                                    server_round=rnd))
-            record.replies_at = time.perf_counter()
-            record.clients = [{"round": rnd, LOSS_KEY: outcome.loss, **outcome.metrics,
-                               WEIGHT_KEY: outcome.num_examples, PARTITION_KEY: 0,
-                               "train-time": outcome.seconds}]
-            reporter.on_round(record)
-            reporter.after_round(rnd, task.model.state_dict())
-            bar.update(job, completed=rnd)
-    if start > cfg.fl.rounds:  # nothing left to train: the checkpoint is the final model
-        reporter.final_state = {k: v.detach().clone() for k, v in task.model.state_dict().items()}
-        reporter.evals[cfg.fl.rounds] = task.evaluate()
-    return reporter.finish(started)
+        return run_central(built, run, start=start,
+                           on_round=lambda rnd: bar.update(job, completed=rnd))
 
 
 def _reload_metrics(run: Any) -> None:

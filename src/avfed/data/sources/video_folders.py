@@ -79,7 +79,10 @@ def decode_all(items: Iterable[tuple[Path, int]], num_frames: int, stride: int, 
     for path, label in items:
         try:
             videos.append(decode_video(path, num_frames, stride, size))
-        except (VideoReadError, OSError) as err:
+        except VideoReadError as err:  # its message already names the file
+            skip(skipped, path, err.reason)
+            continue
+        except OSError as err:
             skip(skipped, path, str(err))
             continue
         labels.append(label)

@@ -14,7 +14,6 @@ and POS on the crops' mean colour (the classical method on the same input).
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -113,12 +112,7 @@ class CardioNetTask(Task):
                 idx = order[start:start + self.cfg.train.batch_size]
                 logits = self.model(video[idx], audio[idx])
                 loss = cardionet_loss(self.model, logits, bpm[idx])
-                if not math.isfinite(loss.item()):
-                    raise FloatingPointError(f"CardioNet loss became {loss.item()}")
-                objective = loss if context.regularizer is None else loss + context.regularizer()
-                optimizer.zero_grad(set_to_none=True)
-                objective.backward()
-                optimizer.step()
+                context.fp32_step(loss, optimizer, "CardioNet loss")
                 total, batches = total + loss.item(), batches + 1
             losses.append(total / batches)
         return TrainOutcome(losses[-1], len(bpm), time.perf_counter() - started,

@@ -21,7 +21,6 @@ each clip one example with its frames stacked along the channels
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -233,12 +232,7 @@ class VCGANTask(Task):
 
     def _step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
               context: TrainContext) -> None:
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError(f"generator loss became {loss.item()}")
-        objective = loss if context.regularizer is None else loss + context.regularizer()
-        optimizer.zero_grad(set_to_none=True)
-        objective.backward()
-        optimizer.step()
+        context.fp32_step(loss, optimizer, "generator loss")
 
     def _image_step(self, clips: torch.Tensor, g_opt: torch.optim.Optimizer,
                     context: TrainContext) -> dict[str, float]:

@@ -22,6 +22,7 @@ scores it with :meth:`evaluate`, and saves :meth:`checkpoint_state`.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -76,6 +77,20 @@ class TrainContext:
     seed: int
     server_round: int
     regularizer: Regularizer | None = None
+
+    def fp32_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+                  what: str = "loss") -> None:
+        """One plain fp32 optimizer step on ``loss`` plus the strategy's regularizer.
+
+        A non-finite loss raises before it touches the weights: the client then fails
+        loudly and its round is rejected, instead of sending NaN weights to the server.
+        """
+        if not math.isfinite(loss.item()):
+            raise FloatingPointError(f"{what} became {loss.item()}")
+        objective = loss if self.regularizer is None else loss + self.regularizer()
+        optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        optimizer.step()
 
 
 @dataclass

@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from avfed.cardio.cli import add_cardio_commands
-from avfed.cli_support import console, split_recipe
+from avfed.cli_support import console, split_recipe, split_resume
 from avfed.colorize.cli import add_colorize_commands
 from avfed.deploy.cli import add_federate_commands
 
@@ -33,7 +33,7 @@ def _run(args: argparse.Namespace) -> int:
     from avfed.build import build_run
     from avfed.config import load_config
     from avfed.fl.simulation import check_resources, parallel_clients
-    from avfed.runs import RunDir, resume_recipe, split_resume
+    from avfed.runs import RunDir, resume_recipe
 
     resume, items = split_resume(list(args.overrides))
     recipe, overrides = split_recipe(items)

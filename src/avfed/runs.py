@@ -183,17 +183,6 @@ class RunDir:
         return out
 
 
-def split_resume(items: list[str]) -> tuple[str | None, list[str]]:
-    """Pull ``resume=RUN_DIR`` out of ``key=value`` overrides."""
-    folder, rest = None, []
-    for item in items:
-        if item.startswith("resume="):
-            folder = item.split("=", 1)[1]
-        else:
-            rest.append(item)
-    return folder, rest
-
-
 def resume_recipe(folder: str | Path) -> str:
     """The resolved config a run folder was started with (a recipe path)."""
     path = Path(folder) / "config.yaml"

@@ -66,10 +66,10 @@ def _show(verbose: bool):
 
 
 def _federate(args: argparse.Namespace) -> int:
-    from avfed.cli_support import split_recipe
+    from avfed.cli_support import split_recipe, split_resume
     from avfed.config import load_config
     from avfed.deploy.commands import FederationPlan, app_pyproject, printed_commands
-    from avfed.runs import resume_recipe, split_resume
+    from avfed.runs import resume_recipe
 
     resume, items = split_resume(list(args.overrides))
     recipe, overrides = split_recipe(items)

@@ -165,6 +165,9 @@ class EvalConfig:
     probe_max_iter: int = 1000
     batch_size: int = 256
     retrieval: bool = False  # also report recall@1/5/10 and mAP (test queries, train gallery)
+    # remember the raw-input baselines and round 0's scores between runs on the same data
+    # and initial weights (avfed.eval.cache; also off with AVFED_EVAL_CACHE=0)
+    cache: bool = True
 
 
 @dataclass

@@ -18,6 +18,7 @@ distribution as ``federated_eval``.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 from typing import Any
@@ -27,6 +28,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from avfed.build import BuiltRun
+from avfed.eval.cache import initial_round
 from avfed.eval.rankme import selection_summary
 from avfed.precision import task_acceleration
 from avfed.rounds import LOSS_KEY, WEIGHT_KEY, RoundRecord, describe_failures, score_distribution
@@ -104,7 +106,9 @@ class RoundReporter:
         last = server_round == self.cfg.fl.rounds
         scores = None
         if server_round % self.cfg.fl.eval_every == 0 or last:
-            scores = self.task.evaluate()
+            # round 0's model recurs in every run with this seed: its scores may be cached
+            with initial_round() if server_round == 0 else contextlib.nullcontext():
+                scores = self.task.evaluate()
             save_checkpoint(self.task.checkpoint_state(self.federated),
                             self.run.checkpoint_path(server_round))
             self.evals[server_round] = scores

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from avfed.data.types import ImageSet
+from avfed.eval.cache import data_digest, remembered
 from avfed.eval.knn import knn_accuracy
 from avfed.eval.linear_probe import linear_probe_accuracy
 
@@ -31,10 +32,23 @@ def log_mel_statistics(log_mels: torch.Tensor, segments: int = SEGMENTS) -> torc
 
 def log_mel_statistics_scores(splits: dict[str, tuple[ImageSet, ImageSet]], k: int = 20,
                                temperature: float = 0.07, max_iter: int = 1000,
-                               ) -> dict[str, float]:
+                               cache: bool = False) -> dict[str, float]:
     """kNN and linear probe on :func:`log_mel_statistics` for every audio modality of a
     run (score names prefixed by the modality when the run has several, as in the
-    run's evaluation); empty when the run has no audio."""
+    run's evaluation); empty when the run has no audio. With ``cache``, remembered
+    between runs on the same data (:mod:`avfed.eval.cache`)."""
+    if "audio" not in splits:
+        return {}
+    settings = {"knn_k": k, "knn_temperature": temperature, "probe_max_iter": max_iter,
+                "segments": SEGMENTS, "several": len(splits) > 1}
+    return remembered(
+        "log_mel_statistics",
+        lambda: {"data": data_digest({"audio": splits["audio"]}), "eval": settings},
+        lambda: _log_mel_statistics_scores(splits, k, temperature, max_iter), cache)
+
+
+def _log_mel_statistics_scores(splits: dict[str, tuple[ImageSet, ImageSet]], k: int,
+                               temperature: float, max_iter: int) -> dict[str, float]:
     scores: dict[str, float] = {}
     for modality, (train, test) in splits.items():
         if modality != "audio":

@@ -11,9 +11,6 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 
 
 def linear_probe_accuracy(
@@ -24,6 +21,12 @@ def linear_probe_accuracy(
     max_iter: int = 1000,
     c: float = 1.0,
 ) -> float:
+    # imported here: every process importing avfed.eval (each simulated client among
+    # them) would otherwise pay about a second for scikit-learn it never uses
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
     scaler = StandardScaler().fit(train_features.numpy())
     clf = LogisticRegression(max_iter=max_iter, C=c)
     with warnings.catch_warnings():

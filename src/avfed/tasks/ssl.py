@@ -73,7 +73,8 @@ class SSLTask(Task):
         result = {"raw input": raw_input_scores(self.splits, self.cfg)}
         stats = log_mel_statistics_scores(self.splits, self.cfg.eval.knn_k,
                                           self.cfg.eval.knn_temperature,
-                                          self.cfg.eval.probe_max_iter)
+                                          self.cfg.eval.probe_max_iter,
+                                          cache=self.cfg.eval.cache)
         if stats:
             result["log-mel stats"] = stats
         return result

@@ -27,9 +27,10 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
+# scikit-learn's digits and its stratified split, without importing scikit-learn
+from avfed.data.sources.image_digits import load_digit_scans as load_digits
+from avfed.data.sources.image_digits import train_test_split
 from avfed.data.types import ImageSet
 
 CLASSES = [str(d) for d in range(10)]

@@ -11,14 +11,24 @@ threads (fp32, and bf16 for the bf16 rows).
 
     python benchmarks/train_step.py                       # simclr_digits, 1 and 2 threads
     python benchmarks/train_step.py --recipes simclr_digits fedrepopt_supervised_digits
+    python benchmarks/train_step.py --startup              # where the road to round 1 goes
+    python benchmarks/train_step.py --round1 --recipes simclr_cluttered --before <commit>
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import os
+import re
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -170,6 +180,111 @@ def startup(recipe: str, overrides: list[str], append: bool) -> None:
             "absolute start-up times.", append=append)
 
 
+ROUND_LINE = re.compile(r"^round\s+(\d+)/\d+")
+ROUND_SECONDS = re.compile(r"\s(\d+\.\d)s\b")  # the round's own time on its line
+
+
+def export_tree(ref: str, folder: Path) -> Path:
+    """The ``src`` of commit ``ref`` in ``folder`` (git archive: no checkout touched)."""
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(["git", "-C", str(root), "archive", ref, "src"],
+                             check=True, capture_output=True).stdout
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder / "src"
+
+
+def timed_run(src: Path, cache: Path, runs: Path, recipe: str, overrides: list[str]
+              ) -> dict[str, float]:
+    """``avfed run`` of ``src``'s code in a fresh process, with the seconds from its
+    start to: the baselines printed, round 0's scores printed, round 1's line (after
+    its training and evaluation), and the exit; plus round 1's own seconds."""
+    env = {**os.environ, "PYTHONPATH": str(src), "PYTHONUNBUFFERED": "1",
+           "AVFED_CACHE": str(cache)}
+    code = "import sys; from avfed.cli import main; sys.exit(main(sys.argv[1:]))"
+    command = [sys.executable, "-c", code, "run", f"recipe={recipe}", "fl.rounds=1",
+               f"output_dir={runs}", *overrides]
+    marks: dict[str, float] = {}
+    start = time.perf_counter()
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            now = time.perf_counter() - start
+            if line.startswith("baseline") and "baselines" not in marks:
+                marks["baselines"] = now
+            found = ROUND_LINE.search(line)
+            if found and found.group(1) == "0":
+                marks["round 0"] = now
+            elif found and found.group(1) == "1":
+                seconds = ROUND_SECONDS.search(line)
+                marks["round 1"] = now
+                marks["round 1 itself"] = float(seconds.group(1)) if seconds else float("nan")
+    marks["exit"] = time.perf_counter() - start
+    if proc.returncode != 0 or "round 1" not in marks:
+        raise SystemExit(f"{' '.join(command)} failed (exit {proc.returncode})")
+    return marks
+
+
+def import_seconds(src: Path) -> float:
+    """A fresh process importing the client app from ``src`` (what every actor does)."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import avfed.fl.client_app"], check=True,
+                   env={**os.environ, "PYTHONPATH": str(src)})
+    return time.perf_counter() - start
+
+
+def round_one(recipe: str, before: str | None, repeats: int, overrides: list[str],
+              append: bool) -> None:
+    """Seconds to round 1 of ``avfed run recipe=RECIPE fl.rounds=1`` end to end: this
+    tree with a cold and a warm evaluation cache, and (``before``) an earlier commit's
+    code, run alternately so that each repetition sees the same load."""
+    root = Path(__file__).resolve().parent.parent
+    work = Path(tempfile.mkdtemp(prefix="avfed-round1-"))
+    trees = {"this tree, cold cache": root / "src", "this tree, warm cache": root / "src"}
+    if before:
+        trees = {f"{before} (before)": export_tree(before, work / "before"), **trees}
+    times: dict[str, list[dict[str, float]]] = {label: [] for label in trees}
+    imports: dict[str, list[float]] = {label: [] for label in trees if "warm" not in label}
+    cache = work / "cache"
+    for repeat in range(repeats):
+        for label, src in trees.items():
+            if "warm" not in label:  # the earlier code has no such cache: always cold
+                shutil.rmtree(cache / "eval", ignore_errors=True)
+                imports[label].append(import_seconds(src))
+            marks = timed_run(src, cache, work / "runs", recipe, overrides)
+            times[label].append(marks)
+            print(f"repeat {repeat + 1}/{repeats} · {label}: " + ", ".join(
+                f"{k} {v:.1f}s" for k, v in marks.items()), flush=True)
+    shutil.rmtree(work, ignore_errors=True)
+    rows = []
+    for label, marks in times.items():
+        def median(of: Callable[[dict[str, float]], float], runs: list = marks) -> str:
+            return f"{statistics.median(of(m) for m in runs):.1f}"
+
+        rows.append([label, median(lambda m: m["baselines"]), median(lambda m: m["round 0"]),
+                     median(lambda m: m["round 1 itself"]),
+                     median(lambda m: m["round 0"] + m["round 1 itself"]),
+                     median(lambda m: m["exit"]),
+                     f"{statistics.median(imports[label]):.1f}" if label in imports else "="])
+    table = markdown_table(["code", "baselines printed", "round 0 printed = round 1 sent",
+                            "round 1's own s", "first updates in (sent + own)", "exit",
+                            "client-app import, fresh process"], rows)
+    name = recipe.rsplit("/", 1)[-1]
+    note = (f"`avfed run recipe={name} fl.rounds=1 {' '.join(overrides)}`: seconds from the "
+            f"process start, medians of {repeats} repetitions; within each repetition the "
+            "variants run one after the other, so each sees about the same load. Before "
+            "round 0's line the run has imported, built the run, started Ray and scored the "
+            "baselines and round 0; the server then sends round 1. Round 1's own seconds are "
+            "those its progress line prints: the client actors start, import the client app, "
+            "build the run and train, until the last reply. Cold: the evaluation cache "
+            "emptied before the run; warm: the cache the cold run had just filled. The "
+            "machine was shared with other CPU-heavy jobs (2 cores, load average above 4): "
+            "read the differences between rows, not the absolute seconds.")
+    publish("Road to round 1, end to end: before / after, cold / warm cache "
+            "(benchmarks/train_step.py --round1)", table, note, append=append)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", nargs="+", default=["simclr_digits"])
@@ -179,8 +294,17 @@ def main() -> None:
     parser.add_argument("--no-append", action="store_true")
     parser.add_argument("--startup", action="store_true",
                         help="time the road to round 1 of the first recipe instead")
+    parser.add_argument("--round1", action="store_true",
+                        help="time `avfed run` of the first recipe to round 1 end to end, "
+                             "cold vs warm evaluation cache")
+    parser.add_argument("--before", help="with --round1: also time this commit's code")
+    parser.add_argument("--repeats", type=int, default=3, help="with --round1: repetitions")
     parser.add_argument("overrides", nargs="*", help="extra overrides for every recipe")
     args = parser.parse_args()
+    if args.round1:
+        round_one(args.recipes[0], args.before, args.repeats, args.overrides,
+                  append=not args.no_append)
+        return
     if args.startup:
         startup(args.recipes[0], args.overrides, append=not args.no_append)
         return

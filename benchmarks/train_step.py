@@ -195,27 +195,31 @@ def export_tree(ref: str, folder: Path) -> Path:
 
 
 def timed_run(src: Path, cache: Path, runs: Path, recipe: str, overrides: list[str]
-              ) -> dict[str, float]:
+              ) -> tuple[dict[str, float], str]:
     """``avfed run`` of ``src``'s code in a fresh process, with the seconds from its
     start to: the baselines printed, round 0's scores printed, round 1's line (after
-    its training and evaluation), and the exit; plus round 1's own seconds."""
+    its training and evaluation), and the exit; plus round 1's own seconds. Also the
+    printed baseline and round-0 scores, which must not depend on the code or cache."""
     env = {**os.environ, "PYTHONPATH": str(src), "PYTHONUNBUFFERED": "1",
            "AVFED_CACHE": str(cache)}
     code = "import sys; from avfed.cli import main; sys.exit(main(sys.argv[1:]))"
     command = [sys.executable, "-c", code, "run", f"recipe={recipe}", "fl.rounds=1",
                f"output_dir={runs}", *overrides]
     marks: dict[str, float] = {}
+    scores: list[str] = []
     start = time.perf_counter()
     with subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
             now = time.perf_counter() - start
-            if line.startswith("baseline") and "baselines" not in marks:
-                marks["baselines"] = now
+            if line.startswith("baseline"):
+                marks.setdefault("baselines", now)
+                scores.append(line.strip())
             found = ROUND_LINE.search(line)
             if found and found.group(1) == "0":
                 marks["round 0"] = now
+                scores.append(line.split(" · ", 1)[-1].strip())
             elif found and found.group(1) == "1":
                 seconds = ROUND_SECONDS.search(line)
                 marks["round 1"] = now
@@ -223,7 +227,7 @@ def timed_run(src: Path, cache: Path, runs: Path, recipe: str, overrides: list[s
     marks["exit"] = time.perf_counter() - start
     if proc.returncode != 0 or "round 1" not in marks:
         raise SystemExit(f"{' '.join(command)} failed (exit {proc.returncode})")
-    return marks
+    return marks, " / ".join(scores)
 
 
 def import_seconds(src: Path) -> float:
@@ -241,34 +245,53 @@ def round_one(recipe: str, before: str | None, repeats: int, overrides: list[str
     code, run alternately so that each repetition sees the same load."""
     root = Path(__file__).resolve().parent.parent
     work = Path(tempfile.mkdtemp(prefix="avfed-round1-"))
-    trees = {"this tree, cold cache": root / "src", "this tree, warm cache": root / "src"}
+    # HEAD's code, frozen: an edit to the working tree mid-way changes neither the data
+    # nor the cache key (avfed's source is part of it)
+    head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    src = export_tree(head, work / "head")
+    trees = {f"{head}, cold cache": src, f"{head}, warm cache": src}
     if before:
         trees = {f"{before} (before)": export_tree(before, work / "before"), **trees}
     times: dict[str, list[dict[str, float]]] = {label: [] for label in trees}
     imports: dict[str, list[float]] = {label: [] for label in trees if "warm" not in label}
     cache = work / "cache"
+    printed: set[str] = set()
     for repeat in range(repeats):
-        for label, src in trees.items():
+        order = list(trees.items())
+        if repeat % 2:  # the earlier code first, then last: no variant always follows another
+            order = order[1:] + order[:1] if before else order
+        for label, src in order:
             if "warm" not in label:  # the earlier code has no such cache: always cold
                 shutil.rmtree(cache / "eval", ignore_errors=True)
                 imports[label].append(import_seconds(src))
-            marks = timed_run(src, cache, work / "runs", recipe, overrides)
+            marks, scores = timed_run(src, cache, work / "runs", recipe, overrides)
+            printed.add(scores)
             times[label].append(marks)
             print(f"repeat {repeat + 1}/{repeats} · {label}: " + ", ".join(
                 f"{k} {v:.1f}s" for k, v in marks.items()), flush=True)
     shutil.rmtree(work, ignore_errors=True)
     rows = []
+    cold = times[f"{head}, cold cache"]
     for label, marks in times.items():
         def median(of: Callable[[dict[str, float]], float], runs: list = marks) -> str:
             return f"{statistics.median(of(m) for m in runs):.1f}"
 
+        def paired(of: Callable[[dict[str, float]], float], runs: list = marks) -> str:
+            """Median over repetitions of this run's time ÷ the cold run's of the same
+            repetition: robust to the load drifting from one repetition to the next."""
+            ratios = [of(m) / of(c) for m, c in zip(runs, cold, strict=True)]
+            return f"{statistics.median(ratios):.2f}"
+
         rows.append([label, median(lambda m: m["baselines"]), median(lambda m: m["round 0"]),
                      median(lambda m: m["round 1 itself"]),
                      median(lambda m: m["round 0"] + m["round 1 itself"]),
-                     median(lambda m: m["exit"]),
+                     median(lambda m: m["exit"]), paired(lambda m: m["round 0"]),
+                     paired(lambda m: m["round 0"] + m["round 1 itself"]),
                      f"{statistics.median(imports[label]):.1f}" if label in imports else "="])
     table = markdown_table(["code", "baselines printed", "round 0 printed = round 1 sent",
                             "round 1's own s", "first updates in (sent + own)", "exit",
+                            "round 1 sent ÷ cold", "first updates ÷ cold",
                             "client-app import, fresh process"], rows)
     name = recipe.rsplit("/", 1)[-1]
     note = (f"`avfed run recipe={name} fl.rounds=1 {' '.join(overrides)}`: seconds from the "
@@ -278,9 +301,14 @@ def round_one(recipe: str, before: str | None, repeats: int, overrides: list[str
             "baselines and round 0; the server then sends round 1. Round 1's own seconds are "
             "those its progress line prints: the client actors start, import the client app, "
             "build the run and train, until the last reply. Cold: the evaluation cache "
-            "emptied before the run; warm: the cache the cold run had just filled. The "
+            "emptied before the run; warm: the cache the cold run had just filled. '÷ cold': "
+            "median over repetitions of the ratio to the cold run of the same repetition. "
+            "Both codes run from `git archive` snapshots. The "
             "machine was shared with other CPU-heavy jobs (2 cores, load average above 4): "
-            "read the differences between rows, not the absolute seconds.")
+            "read the differences between rows, not the absolute seconds. The printed "
+            "baseline and round-0 scores were "
+            + ("the same in every run: " + next(iter(printed)) if len(printed) == 1 else
+               "NOT the same in every run: " + " | ".join(sorted(printed))) + ".")
     publish("Road to round 1, end to end: before / after, cold / warm cache "
             "(benchmarks/train_step.py --round1)", table, note, append=append)
 

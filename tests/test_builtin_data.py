@@ -51,6 +51,25 @@ def test_each_cluttered_image_shows_its_own_digit(glyphs):
     assert train.images.shape[1:] == (3, 32, 32) and len(train) + len(test) == len(target)
 
 
+def test_grey_corpus_has_equal_channels_and_either_polarity(glyphs):
+    """saturation=0 (the built-in corpus) draws grey levels only; the ink is lighter than
+    its background in some images and darker in others, never the same level."""
+    ink_masks, _ = glyphs
+    quiet = cd.Clutter(noise_std=(0.0, 0.0), occluders=0)
+    image, ink = cd.render(ink_masks[:60], 32, seed=2, clutter=quiet)
+    assert torch.allclose(image[:, 0], image[:, 1], atol=1e-6)
+    assert torch.allclose(image[:, 1], image[:, 2], atol=1e-6)
+    solid = ink[:, 0] > 0.95
+    bare = ink[:, 0] < 0.05
+    ink_level = torch.stack([img[0][m].mean() for img, m in zip(image, solid, strict=True)])
+    ground = torch.stack([img[0][m].mean() for img, m in zip(image, bare, strict=True)])
+    lighter = ink_level > ground
+    assert lighter.any() and (~lighter).any()
+    assert ((ink_level - ground).abs() > 0.1).all()
+    coloured, _ = cd.render(ink_masks[:60], 32, seed=2, clutter=cd.COLOURFUL)
+    assert (coloured[:, 0] - coloured[:, 1]).abs().mean() > 0.01
+
+
 def test_raw_pixels_are_no_good_on_cluttered_digits():
     """The point of the corpus: the trivial raw-pixel kNN stays far from the ~0.97 it
     scores on the clean digits (bound from the issue's target, checked on a slice)."""

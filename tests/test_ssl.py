@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from avfed import models, ssl
@@ -56,3 +57,27 @@ def test_registry_lists_and_rejects_unknown_names():
 def test_cifar_resnet_output_shape():
     net = models.create("resnet18_cifar", in_chans=3, width=8)
     assert net(torch.rand(2, 3, 32, 32)).shape == (2, net.num_features) == (2, 64)
+
+
+def test_invert_and_channel_shuffle_views_keep_only_the_shape():
+    """A colour-keyed image (a different constant per channel) comes out inverted and with
+    its channels permuted; the multiset of channel values is all that survives."""
+    torch.manual_seed(0)
+    image = torch.tensor([0.1, 0.5, 0.8]).view(1, 3, 1, 1).expand(16, 3, 8, 8).contiguous()
+    cfg = AugmentConfig(crop_scale_min=1.0, hflip_p=0.0, jitter_p=0.0, grayscale_p=0.0,
+                        blur_p=0.0, invert_p=1.0)
+    inverted = image_view_augmentation(cfg, 8, 3)(image)
+    assert torch.allclose(inverted, 1.0 - image, atol=1e-6)
+    cfg = AugmentConfig(crop_scale_min=1.0, hflip_p=0.0, jitter_p=0.0, grayscale_p=0.0,
+                        blur_p=0.0, channel_shuffle_p=1.0)
+    shuffled = image_view_augmentation(cfg, 8, 3)(image)
+    values = shuffled[:, :, 0, 0]
+    assert torch.allclose(values.sort(dim=1).values, image[:, :, 0, 0], atol=1e-6)
+    assert not torch.allclose(values, image[:, :, 0, 0])  # 16 draws: some order changed
+
+
+def test_view_probabilities_outside_0_1_are_refused():
+    from avfed.config import load_config
+
+    with pytest.raises(ValueError, match="augment.invert_p"):
+        load_config("simclr_digits", ["augment.invert_p=1.5"])

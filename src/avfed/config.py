@@ -86,6 +86,11 @@ class AugmentConfig:
     jitter_strength: float = 0.4
     grayscale_p: float = 0.2
     blur_p: float = 0.5
+    # where an object's colours are random (cluttered_digits), two views that keep them
+    # are matched by colour alone: permuting the channels and inverting the polarity
+    # leave only the shape to agree on
+    channel_shuffle_p: float = 0.0
+    invert_p: float = 0.0
     # log-mel views (BYOL-A style crop, mixup, SpecAugment masks, gain)
     audio: dict[str, Any] = field(default_factory=dict)
 
@@ -327,7 +332,8 @@ _CHECKS: list[tuple[str, Any, str]] = [
     ("data.video.split", lambda v: v in (1, 2, 3), "must be 1, 2 or 3 (the official splits)"),
     ("augment.crop_scale_min", lambda v: 0.0 < v <= 1.0, "must be in (0, 1]"),
     *[(f"augment.{p}", lambda v: 0.0 <= v <= 1.0, "must be in [0, 1]")
-      for p in ("hflip_p", "jitter_p", "grayscale_p", "blur_p")],
+      for p in ("hflip_p", "jitter_p", "grayscale_p", "blur_p", "channel_shuffle_p",
+                "invert_p")],
     ("train.local_epochs", lambda v: v >= 1, "must be >= 1"),
     ("train.batch_size", lambda v: v >= 2, "must be >= 2 (contrastive losses need pairs)"),
     ("train.lr", lambda v: v > 0, "must be > 0"),

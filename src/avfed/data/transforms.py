@@ -26,6 +26,10 @@ def image_view_augmentation(cfg: AugmentConfig, image_size: int, channels: int) 
             ops.append(K.ColorJitter(0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s, p=cfg.jitter_p))
         else:  # saturation and hue are undefined without colour
             ops.append(K.ColorJitter(0.8 * s, 0.8 * s, 0.0, 0.0, p=cfg.jitter_p))
+    if cfg.channel_shuffle_p > 0 and channels == 3:
+        ops.append(K.RandomChannelShuffle(p=cfg.channel_shuffle_p))
+    if cfg.invert_p > 0:
+        ops.append(K.RandomInvert(p=cfg.invert_p))
     if cfg.grayscale_p > 0 and channels == 3:
         ops.append(K.RandomGrayscale(p=cfg.grayscale_p))
     if cfg.blur_p > 0:

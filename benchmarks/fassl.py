@@ -39,7 +39,7 @@ METHODS = {
     "ACOP": ["ssl.method=acop"],
 }
 KEYS = ["knn_acc", "probe_acc", "recall@1", "mAP"]
-PLOT = Path(__file__).resolve().parent / "plots" / "fassl.png"
+PLOTS = Path(__file__).resolve().parent / "plots"
 
 
 def run_all(variants: list[Variant], seeds: list[int], extra: list[str],
@@ -100,7 +100,9 @@ def main() -> None:
     from avfed.config import load_config
 
     cfg = load_config(RECIPE, extra)
-    plotted = save_bar_plot(PLOT, [*references, *outcomes], ["knn_acc", "probe_acc"],
+    # one file per choice of trainings, so a federated-only run keeps the full table's plot
+    plot = PLOTS / ("fassl.png" if len(args.training) == 2 else f"fassl_{args.training[0]}.png")
+    plotted = save_bar_plot(plot, [*references, *outcomes], ["knn_acc", "probe_acc"],
                             f"FASSL on noisy_spoken_digits, seeds {args.seeds}")
     note = (f"`{RECIPE}` on noisy_spoken_digits ({cfg.data.num_speakers} speakers, "
             f"{cfg.model.name} width {cfg.model.args.get('width', '—')}): "
@@ -114,7 +116,7 @@ def main() -> None:
                "accuracy in the probe column)" if args.supervised_epochs else "")
             + f". {args.jobs} run(s) at a time on a machine shared with other jobs: wall "
             "times are loose, compare them within the table."
-            + (f" Plot: `benchmarks/plots/{PLOT.name}`." if plotted else ""))
+            + (f" Plot: `benchmarks/plots/{plot.name}`." if plotted else ""))
     publish("FASSL: federated vs centralised audio SSL (benchmarks/fassl.py)",
             table, note, not args.no_append)
 

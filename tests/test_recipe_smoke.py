@@ -15,7 +15,8 @@ from avfed.config import load_config
 from avfed.fl.simulation import run_federated
 from avfed.runs import RunDir, load_checkpoint
 
-COMMON = ["fl.rounds=1", "fl.num_clients=3", "fl.sim_cpus=2", "train.local_epochs=1",
+COMMON = ["fl.rounds=1", "fl.num_clients=3", "fl.fraction_train=1.0", "fl.sim_cpus=2",
+          "train.local_epochs=1",
           "eval.probe_max_iter=100", "fl.timeout_s=600"]
 IMAGES = ["data.image_size=16", "data.test_fraction=0.7", "model.args.width=4"]
 

@@ -14,6 +14,7 @@ from avfed.runs import RunDir, load_checkpoint
 TINY = [
     "fl.rounds=2",
     "fl.num_clients=3",
+    "fl.fraction_train=1.0",  # every client every round, whatever the recipe samples
     "fl.sim_cpus=2",
     "data.image_size=16",
     "data.test_fraction=0.7",  # ~540 train images split over 3 clients

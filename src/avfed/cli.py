@@ -51,8 +51,10 @@ def _run(args: argparse.Namespace) -> int:
     run = RunDir.reopen(resume, cfg) if resume else RunDir.create(cfg, args.run_dir)
     alpha = f", α={cfg.data.alpha}" if cfg.data.partitioner in ("dirichlet", "quantity") else ""
     what = _what(cfg)
+    sampled = max(1, round(cfg.fl.fraction_train * cfg.fl.num_clients))
+    per_round = f", {sampled} per round" if sampled < cfg.fl.num_clients else ""
     where = ("centralised" if args.central else
-             f"{cfg.fl.num_clients} clients ({cfg.data.partitioner}{alpha}) · "
+             f"{cfg.fl.num_clients} clients ({cfg.data.partitioner}{alpha}{per_round}) · "
              f"{cfg.fl.strategy} · {parallel_clients(cfg)} clients in parallel")
     console.print(
         f"[bold]avfed[/bold] {cfg.name}: {what} on "

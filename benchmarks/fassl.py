@@ -100,8 +100,11 @@ def main() -> None:
     from avfed.config import load_config
 
     cfg = load_config(RECIPE, extra)
-    # one file per choice of trainings, so a federated-only run keeps the full table's plot
-    plot = PLOTS / ("fassl.png" if len(args.training) == 2 else f"fassl_{args.training[0]}.png")
+    # one file per choice of methods and trainings: a partial run keeps the others' plots
+    tag = "".join(f"_{m.lower().replace(' ', '')}" for m in args.methods
+                  if len(args.methods) < len(METHODS))
+    tag += "".join(f"_{t}" for t in args.training if len(args.training) < 2)
+    plot = PLOTS / f"fassl{tag}.png"
     plotted = save_bar_plot(plot, [*references, *outcomes], ["knn_acc", "probe_acc"],
                             f"FASSL on noisy_spoken_digits, seeds {args.seeds}")
     note = (f"`{RECIPE}` on noisy_spoken_digits ({cfg.data.num_speakers} speakers, "

@@ -31,6 +31,7 @@ predictions) runs outside autocast, in fp32. A task uses it in three lines::
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -246,14 +247,19 @@ def full_precision(device: str = "cpu") -> Iterator[None]:
 
 
 def in_fp32(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-    """Decorator: run ``fn`` outside autocast, on fp32 copies of its tensor arguments."""
+    """Decorator: run ``fn`` outside autocast, on fp32 copies of its floating-point tensor
+    arguments (positional and keyword); ``fn.__wrapped__`` is the unprotected body."""
 
+    def widen(value: object) -> object:
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value.float()
+        return value
+
+    @functools.wraps(fn)
     def wrapper(*args: object, **kwargs: object) -> torch.Tensor:
-        device = next((a.device.type for a in args if isinstance(a, torch.Tensor)), "cpu")
-        cast = [a.float() if isinstance(a, torch.Tensor) and a.is_floating_point() else a
-                for a in args]
+        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
+        device = tensors[0].device.type if tensors else "cpu"
         with torch.autocast(device, enabled=False):
-            return fn(*cast, **kwargs)
+            return fn(*(widen(a) for a in args), **{k: widen(v) for k, v in kwargs.items()})
 
-    wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
     return wrapper

@@ -1,42 +1,19 @@
 """Self-supervised losses, kept apart from heads and methods so each can be reused.
 
 Every loss here runs in fp32, even inside a bf16 / fp16 autocast region
-(:func:`in_fp32`): similarity losses divide cosines by a temperature and exponentiate
-them, and bf16 keeps about three significant digits, so at τ = 0.2 a logit carries a
-rounding error of ~0.02, as large as the differences between hard negatives. Their
-matrix products are tiny beside the backbone's, so fp32 costs nothing measurable.
+(:func:`avfed.precision.in_fp32`): similarity losses divide cosines by a temperature
+and exponentiate them, and bf16 keeps about three significant digits, so at τ = 0.2 a
+logit carries a rounding error of ~0.02, as large as the differences between hard
+negatives. Their matrix products are tiny beside the backbone's, so fp32 costs nothing
+measurable.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import ParamSpec
-
 import torch
 import torch.nn.functional as F
 
-P = ParamSpec("P")
-
-
-def in_fp32(loss: Callable[P, torch.Tensor]) -> Callable[P, torch.Tensor]:
-    """Run ``loss`` with autocast off and its floating-point tensor arguments in fp32."""
-
-    @functools.wraps(loss)
-    def fp32_loss(*args: P.args, **kwargs: P.kwargs) -> torch.Tensor:
-        tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
-        device = tensors[0].device.type if tensors else "cpu"
-
-        def widen(value: object) -> object:
-            if isinstance(value, torch.Tensor) and value.is_floating_point():
-                return value.float()
-            return value
-
-        with torch.autocast(device_type=device, enabled=False):
-            return loss(*(widen(a) for a in args),  # type: ignore[arg-type]
-                        **{k: widen(v) for k, v in kwargs.items()})  # type: ignore[arg-type]
-
-    return fp32_loss
+from avfed.precision import in_fp32
 
 
 @in_fp32

@@ -112,3 +112,20 @@ def test_nodes_that_did_not_reply_are_counted_as_timed_out():
     timed_out = seen[0].failures("timeout")
     assert sorted(r.node_id for r in timed_out) == [12, 13]
     assert all("fl.timeout_s" in r.reason for r in timed_out)
+
+
+def test_a_metric_only_some_clients_report_is_booked_per_client_not_averaged():
+    """With client sampling a FedU round mixes first-timers (no divergence yet) with
+    returning clients; Flower refuses replies whose metric keys differ, so the round must
+    still aggregate, with the divergence kept in the per-client rows."""
+    first_timer = _reply([[1, 2], [3, 4]], [1, 1], 10, 0, 11)
+    returning = _reply([[5, 6], [7, 8]], [3, 3], 30, 1, 12)
+    next(iter(returning.content.metric_records.values()))["divergence"] = 42.0
+    strategy = _strategy()
+    seen = []
+    strategy.on_round = seen.append
+    arrays, metrics = strategy.aggregate_train(1, [first_timer, returning])
+    np.testing.assert_allclose(arrays["w"].numpy(), [[4, 5], [6, 7]], atol=1e-6)
+    assert metrics["loss"] == pytest.approx(1.0) and "divergence" not in metrics
+    rows = {row["partition-id"]: row for row in seen[0].clients}
+    assert rows[1]["divergence"] == 42.0 and "divergence" not in rows[0]

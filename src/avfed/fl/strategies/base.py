@@ -230,6 +230,7 @@ class ScreenedStrategyMixin:
                 f"round {server_round}: {len(accepted)} of {len(self._asked)} clients returned "
                 f"a usable update, {self.min_accepted} needed (fl.min_clients): "
                 + (describe_failures(rejected) or "no client was asked"))
+        _keep_shared_metrics(accepted)
         return super().aggregate_train(server_round, accepted)  # type: ignore[misc]
 
     def evaluates(self, server_round: int) -> bool:
@@ -405,6 +406,22 @@ def _mark_lost(rejected: list[Rejection], replies: list[Message],
 
 # Per-client bookkeeping: recorded per client, meaningless once averaged over clients.
 _NOT_AVERAGED = (PARTITION_KEY, "handler-time", "divergence")
+
+
+def _keep_shared_metrics(replies: list[Message]) -> None:
+    """Flower aggregates only replies whose metric records have the same keys, but a
+    client may report one the others do not: FedU's and FedEMA's divergence exists only
+    once a client holds a local model from an earlier round, so with client sampling a
+    round mixes clients that have one with first-timers. Every reply has been booked per
+    client by now (``clients.csv``), so only the keys they all share go on to the
+    average."""
+    records = [next(iter(msg.content.metric_records.values())) for msg in replies]
+    if not records:
+        return
+    shared = set.intersection(*(set(record.keys()) for record in records))
+    for record in records:
+        for key in [k for k in record.keys() if k not in shared]:
+            del record[key]
 
 
 def _average_client_metrics(records: list[RecordDict], weight_key: str) -> MetricRecord:

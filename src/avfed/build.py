@@ -355,6 +355,7 @@ def build_run(cfg: RunConfig, *, with_strategy: bool = True) -> BuiltRun:
                 f"{type(strategy).__name__}, which does not screen client updates; put "
                 "avfed.fl.strategies.base.ScreenedStrategyMixin first in its bases")
         strategy.min_accepted = cfg.fl.min_clients
+        strategy.sampling_seed = cfg.seed
         # clients evaluate in the rounds the central evaluation runs in
         strategy.evaluate_every, strategy.last_round = cfg.fl.eval_every, cfg.fl.rounds
         try:

@@ -206,6 +206,15 @@ def train(msg: Message, context: Context) -> Message:
     return Message(RecordDict({ARRAYS: ArrayRecord(shared), METRICS: metrics}), reply_to=msg)
 
 
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    """Which partition this node holds, from its config alone: the server orders the
+    nodes by it, so that a round training only some of them draws the same partitions
+    for the same seed (node ids are random on every run)."""
+    pid, _ = node_partition(context)
+    return Message(RecordDict({METRICS: MetricRecord({PARTITION_KEY: pid})}), reply_to=msg)
+
+
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     config: ConfigRecord = msg.content[CONFIG]

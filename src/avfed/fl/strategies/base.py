@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import io
 import math
+import random
 import time
 from collections.abc import Callable, Iterable
 from logging import INFO, WARNING
 from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.common import log as flower_log
 from flwr.common.constant import ErrorCode
 from flwr.serverapp import Grid
@@ -55,6 +56,7 @@ from avfed.rounds import (
     describe_failures,
     score_distribution,
 )
+from avfed.seeding import derive_seed
 
 log = get_logger(__name__)
 
@@ -121,6 +123,7 @@ class ScreenedStrategyMixin:
         # real federations: the bounded wait for nodes, and the reply time limit (logs)
         self.node_wait_s = 120.0
         self.timeout_s: float | None = None
+        self.sampling_seed = 0  # the run's seed: which clients train when only some do
 
     def _wait_for_nodes(self, grid: Grid, server_round: int) -> list[int]:
         """The nodes connected once ``min_available_nodes`` are, or ``node_wait_s`` passed.
@@ -165,6 +168,34 @@ class ScreenedStrategyMixin:
             for name, value in saved.items():
                 setattr(self, name, value)
 
+    def _choose_nodes(self, grid: Grid, nodes: list[int], server_round: int) -> list[int]:
+        """The nodes that train this round, when only some of them are to (fl.fraction_train
+        < 1): drawn by a generator seeded from the run's seed and the round, over the nodes
+        ordered by the partition they hold. Flower draws from its node ids, which are random
+        on every run, so the same seed would train different clients each time."""
+        wanted = max(int(len(nodes) * float(getattr(self, "fraction_train", 1.0))),
+                     int(getattr(self, "min_train_nodes", 1)))
+        if wanted >= len(nodes):
+            return nodes
+        self._learn_partitions(grid, nodes)
+        ordered = sorted(nodes, key=lambda node: (self._partition_of.get(node, math.inf), node))
+        draw = random.Random(derive_seed(self.sampling_seed, server_round, 0))
+        return draw.sample(ordered, wanted)
+
+    def _learn_partitions(self, grid: Grid, nodes: list[int]) -> None:
+        """Ask the nodes whose partition is not known yet which one they hold (a query
+        message, answered from the node's config without training); a node that does not
+        answer is ordered after the others, by its id."""
+        unknown = [node for node in nodes if node not in self._partition_of]
+        if not unknown:
+            return
+        questions = [Message(RecordDict(), message_type=MessageType.QUERY, dst_node_id=node)
+                     for node in unknown]
+        for reply in grid.send_and_receive(questions, timeout=self.timeout_s):
+            partition = _reported_partition(reply)
+            if partition is not None:
+                self._partition_of[reply.metadata.src_node_id] = partition
+
     def _no_reply_reason(self) -> str:
         limit = f"={self.timeout_s:g} s" if self.timeout_s is not None else ""
         return f"no reply within fl.timeout_s{limit}"
@@ -181,7 +212,7 @@ class ScreenedStrategyMixin:
         self.rounds[server_round] = RoundRecord(server_round, time.perf_counter())
         for key, value in self.client_config(server_round).items():
             config[key] = value
-        nodes = self._wait_for_nodes(grid, server_round)
+        nodes = self._choose_nodes(grid, self._wait_for_nodes(grid, server_round), server_round)
         messages = self._sample_from(
             grid, nodes,
             lambda view: super(ScreenedStrategyMixin, self).configure_train(  # type: ignore[misc]

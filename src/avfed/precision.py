@@ -259,7 +259,9 @@ def in_fp32(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
     def wrapper(*args: object, **kwargs: object) -> torch.Tensor:
         tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)]
         device = tensors[0].device.type if tensors else "cpu"
-        with torch.autocast(device, enabled=False):
+        leave = (torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device)
+                 else contextlib.nullcontext())  # no autocast there (meta): nothing to leave
+        with leave:
             return fn(*(widen(a) for a in args), **{k: widen(v) for k, v in kwargs.items()})
 
     return wrapper

@@ -46,7 +46,8 @@ _GLYPH = 32  # side the 8×8 scans are upscaled to before they are placed
 class Clutter:
     """How hard the rendering is; the defaults are the built-in corpus.
 
-    The defaults were chosen by measurement (``docs/data.md``): every nuisance that
+    The defaults were chosen by measurement (``docs/ssl.md``, "Built-in data"): every
+    nuisance that
     defeats raw pixels is kept (place, scale, rotation, polarity, textured backgrounds,
     occluders, blur, noise), but none that two augmented views of one image share so
     plainly that a contrastive model matches the views by it instead of by the digit.

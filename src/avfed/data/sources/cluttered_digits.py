@@ -47,10 +47,9 @@ class Clutter:
     """How hard the rendering is; the defaults are the built-in corpus.
 
     The defaults were chosen by measurement (``docs/ssl.md``, "Built-in data"): every
-    nuisance that
-    defeats raw pixels is kept (place, scale, rotation, polarity, textured backgrounds,
-    occluders, blur, noise), but none that two augmented views of one image share so
-    plainly that a contrastive model matches the views by it instead of by the digit.
+    nuisance that defeats raw pixels is kept (place, scale, rotation, polarity, textured
+    backgrounds, occluders, blur, noise), but none that two augmented views of one image
+    share so plainly that a contrastive model matches the views by it, not by the digit.
     Random RGB colours and strong photographic texture were such shortcuts: with them a
     centralised SimCLR reached kNN 0.17 after 20 epochs, against 0.30 without them.
     """

@@ -1,8 +1,15 @@
 import pytest
 
-from avfed.build import resolve_components
+from avfed.build import build_run, resolve_components
 from avfed.cli import main, split_recipe
-from avfed.config import ConfigError, builtin_recipes, config_from_dict, load_config, to_dict
+from avfed.config import (
+    ConfigError,
+    builtin_recipes,
+    config_from_dict,
+    load_config,
+    to_dict,
+    train_nodes_per_round,
+)
 
 
 def test_builtin_recipe_loads_with_typed_fields():
@@ -18,6 +25,17 @@ def test_cli_overrides_are_applied_and_typed():
     cfg = load_config(recipe, overrides)
     assert cfg.fl.rounds == 3 and cfg.data.alpha == pytest.approx(0.1)
     assert load_config("simclr_digits").fl.rounds != 3  # the recipe itself is untouched
+
+
+@pytest.mark.parametrize("fraction, min_clients, expected", [
+    (0.2, 1, 2), (0.35, 1, 4), (0.01, 1, 1), (0.2, 3, 3), (1.0, 1, 10)])
+def test_clients_per_round_is_one_number_for_header_and_strategy(fraction, min_clients,
+                                                                  expected):
+    cfg = load_config("simclr_digits", [f"fl.fraction_train={fraction}",
+                                        f"fl.min_clients={min_clients}", "fl.num_clients=10"])
+    assert train_nodes_per_round(cfg.fl) == expected
+    strategy = build_run(cfg).strategy
+    assert strategy.min_train_nodes == expected
 
 
 def test_config_round_trips_through_plain_dict():

@@ -24,7 +24,7 @@ import torch
 from flwr.serverapp.strategy import Strategy
 
 from avfed import models, ssl
-from avfed.config import ConfigError, RunConfig
+from avfed.config import ConfigError, RunConfig, train_nodes_per_round
 from avfed.data.catalog import MODALITIES, ImageSplit, data_sources, load_split, source_modality
 from avfed.data.partition import iid, partitioner_registry
 from avfed.fl import strategies
@@ -343,8 +343,7 @@ def build_run(cfg: RunConfig, *, with_strategy: bool = True) -> BuiltRun:
         strategy = strategies.create(
             cfg.fl.strategy,
             fraction_train=cfg.fl.fraction_train,
-            min_train_nodes=max(cfg.fl.min_clients,
-                                round(cfg.fl.fraction_train * cfg.fl.num_clients)),
+            min_train_nodes=train_nodes_per_round(cfg.fl),
             min_available_nodes=cfg.fl.num_clients,
             **evaluation,
             **resolved.strategy,

@@ -31,7 +31,7 @@ __all__ = ["build_parser", "console", "main", "split_recipe"]
 
 def _run(args: argparse.Namespace) -> int:
     from avfed.build import build_run
-    from avfed.config import load_config
+    from avfed.config import load_config, train_nodes_per_round
     from avfed.fl.simulation import check_resources, parallel_clients
     from avfed.runs import RunDir, resume_recipe
 
@@ -51,7 +51,7 @@ def _run(args: argparse.Namespace) -> int:
     run = RunDir.reopen(resume, cfg) if resume else RunDir.create(cfg, args.run_dir)
     alpha = f", α={cfg.data.alpha}" if cfg.data.partitioner in ("dirichlet", "quantity") else ""
     what = _what(cfg)
-    sampled = max(1, round(cfg.fl.fraction_train * cfg.fl.num_clients))
+    sampled = train_nodes_per_round(cfg.fl)
     per_round = f", {sampled} per round" if sampled < cfg.fl.num_clients else ""
     where = ("centralised" if args.central else
              f"{cfg.fl.num_clients} clients ({cfg.data.partitioner}{alpha}{per_round}) · "

@@ -202,6 +202,15 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
+def train_nodes_per_round(fl: FLConfig | DictConfig) -> int:
+    """How many clients train in a round: ``fl.fraction_train`` of them, rounded, and never
+    fewer than ``fl.min_clients`` (a round needs that many accepted updates) nor more than
+    there are. The run header, the strategy's ``min_train_nodes`` and its seeded draw all
+    read this one number, so what the header promises is what the server samples."""
+    wanted = max(1, int(fl.min_clients), round(float(fl.fraction_train) * int(fl.num_clients)))
+    return min(int(fl.num_clients), wanted)
+
+
 def builtin_recipes() -> list[str]:
     """Names of the recipes shipped inside the package."""
     folder = resources.files("avfed") / "recipes"

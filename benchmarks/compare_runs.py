@@ -124,7 +124,7 @@ def reference_outcomes(outcomes: list[Outcome]) -> list[Outcome]:
 
 
 def supervised_bound(recipe: str, seeds: list[int], epochs: int,
-                     extra: list[str]) -> Outcome:
+                     extra: list[str], lr: float = 2e-3) -> Outcome:
     """The recipe's backbone trained centrally with labels for ``epochs`` (per modality,
     with that modality's stem alone): test accuracy, reported in the probe column."""
     from avfed.build import load_data, resolve_components
@@ -143,7 +143,7 @@ def supervised_bound(recipe: str, seeds: list[int], epochs: int,
             prefix = f"{modality}_" if len(splits) > 1 else ""
             scores[prefix + "probe_acc"] = supervised_accuracy(
                 parts.backbone(), train, test, parts.augmentations()[modality],
-                epochs=epochs, modality=modality, seed=seed)
+                epochs=epochs, lr=lr, modality=modality, seed=seed)
         console.print(f"{'supervised':<28} seed {seed}: {scores}")
         upper.finals.append(scores)
     upper.wall_s = [float("nan")]

@@ -17,6 +17,7 @@ default), rounds, local epochs and seeds:
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from common import append_section, markdown_table
 from compare_runs import (
@@ -25,6 +26,7 @@ from compare_runs import (
     compare,
     console,
     reference_outcomes,
+    save_bar_plot,
     score_rows,
     supervised_bound,
 )
@@ -92,6 +94,10 @@ def main() -> None:
             "raw input (pixels; flattened log-mel), on per-band log-mel statistics (audio), "
             "and the random-init backbone; supervised = same backbone trained centrally with "
             f"labels for {args.supervised_epochs} epochs (its probe column is test accuracy).")
+    plot = Path(__file__).resolve().parent / "plots" / "fssuavl.png"
+    if save_bar_plot(plot, [*references, *outcomes, separate], KEYS,
+                     f"{args.recipe}, seeds {args.seeds}"):
+        note += f" Plot: `benchmarks/plots/{plot.name}`."
     console.print(table)
     console.print(note)
     if not args.no_append:

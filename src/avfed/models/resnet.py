@@ -104,13 +104,11 @@ class CifarResNet(nn.Module):
                 "ResNet-18, CIFAR stem (3×3 s1, no max-pool); args: width, pool, freq_bins")
 def resnet18_cifar(in_chans: int = 3, width: int = 64, pool: str = "avg",
                    freq_bins: int = 4) -> CifarResNet:
-    return CifarResNet((2, 2, 2, 2), in_chans=in_chans, width=width, pool=pool,
-                       freq_bins=freq_bins)
+    return CifarResNet((2, 2, 2, 2), in_chans, width, pool, freq_bins)
 
 
 @register_model("resnet10_cifar",
                 "ResNet-10 (one block per stage), CIFAR stem; args: width, pool, freq_bins")
 def resnet10_cifar(in_chans: int = 3, width: int = 64, pool: str = "avg",
                    freq_bins: int = 4) -> CifarResNet:
-    return CifarResNet((1, 1, 1, 1), in_chans=in_chans, width=width, pool=pool,
-                       freq_bins=freq_bins)
+    return CifarResNet((1, 1, 1, 1), in_chans, width, pool, freq_bins)

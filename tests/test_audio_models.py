@@ -8,6 +8,7 @@ import torch
 from avfed import models
 from avfed.models.audio_inceptionnext import MultiKernelDW
 from avfed.models.reparam import randomize_bn_stats, remaining_branches, reparameterize_model
+from avfed.models.resnet import FrequencyTimePool
 
 
 @pytest.mark.parametrize("name", ["audio_inceptionnext_tiny", "audio_rep_inceptionnext_tiny"])
@@ -88,3 +89,26 @@ def test_folding_twice_is_a_no_op():
     reparameterize_model(net)
     assert all(torch.equal(b.fused.weight, k) for b, k in zip(blocks, kernels, strict=True))
     assert torch.equal(net(x), once)
+
+
+def test_frequency_pooling_keeps_bands_and_ignores_where_in_time():
+    """``pool="frequency"``: one feature per (channel, band, mean|max); moving frames
+    around leaves the features alone, swapping bands does not."""
+    torch.manual_seed(0)
+    pool = FrequencyTimePool(freq_bins=5)
+    x = torch.randn(2, 8, 5, 9)
+    feats = pool(x)
+    assert feats.shape == (2, 8 * 5 * 2)
+    assert torch.allclose(pool(x[..., torch.randperm(9)]), feats, atol=1e-6)
+    assert not torch.allclose(pool(x.flip(2)), feats, atol=1e-3)
+    net = models.create("resnet10_cifar", in_chans=1, width=4, pool="frequency", freq_bins=5)
+    out = net(torch.randn(3, 1, 40, 63))
+    assert out.shape == (3, net.num_features) and net.num_features == 32 * 5 * 2
+
+
+@pytest.mark.parametrize("kwargs, message", [({"pool": "mean"}, "pool must be one of"),
+                                             ({"pool": "frequency", "freq_bins": 0},
+                                              "freq_bins must be >= 1")])
+def test_resnet_pooling_options_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        models.create("resnet10_cifar", in_chans=1, width=4, **kwargs)

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-DEFAULT_RECIPE = "simclr_digits"
+# a bare `avfed run` is the demo: the clean digits leave SSL nothing to learn
+DEFAULT_RECIPE = "simclr_cluttered"
 
 console = Console(highlight=False, soft_wrap=True)
 

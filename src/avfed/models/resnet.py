@@ -33,13 +33,47 @@ class BasicBlock(nn.Module):
         return self.act(out + self.shortcut(x))
 
 
-class CifarResNet(nn.Module):
-    """ResNet with BasicBlocks; ``width`` is the first stage's channels (64 in the paper)."""
+class FrequencyTimePool(nn.Module):
+    """Keeps the frequency axis and summarises time, for log-mel inputs ``[B, C, F, T]``.
 
-    def __init__(self, depths: tuple[int, ...], in_chans: int = 3, width: int = 64) -> None:
+    A global average pool mixes every band into one number per channel, so a word's
+    formant pattern (which band is loud, which is not) survives only as far as the
+    channels happen to encode it. Here the bands are averaged down to ``freq_bins`` and
+    each is kept, and time is summarised by its mean and its max (BYOL-A's pooling), so
+    where the word lies in the window does not matter but its spectrum does:
+    ``channels × freq_bins × 2`` features.
+    """
+
+    def __init__(self, freq_bins: int = 4) -> None:
+        super().__init__()
+        if freq_bins < 1:
+            raise ValueError(f"freq_bins must be >= 1, got {freq_bins}")
+        self.freq_bins = freq_bins
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4:
+            raise ValueError(f"FrequencyTimePool expects [B, C, F, T], got {tuple(x.shape)}")
+        bands = nn.functional.adaptive_avg_pool2d(x, (self.freq_bins, x.shape[-1]))
+        return torch.cat([bands.mean(dim=-1), bands.amax(dim=-1)], dim=1).flatten(1)
+
+
+POOLS = ("avg", "frequency")
+
+
+class CifarResNet(nn.Module):
+    """ResNet with BasicBlocks; ``width`` is the first stage's channels (64 in the paper).
+
+    ``pool="avg"`` is the usual global average; ``pool="frequency"`` keeps ``freq_bins``
+    bands of a spectrogram input (:class:`FrequencyTimePool`).
+    """
+
+    def __init__(self, depths: tuple[int, ...], in_chans: int = 3, width: int = 64,
+                 pool: str = "avg", freq_bins: int = 4) -> None:
         super().__init__()
         if in_chans < 1 or width < 1:
             raise ValueError(f"in_chans and width must be >= 1, got {in_chans}, {width}")
+        if pool not in POOLS:
+            raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
         self.stem = nn.Sequential(
             nn.Conv2d(in_chans, width, 3, 1, 1, bias=False),
             nn.BatchNorm2d(width),
@@ -54,18 +88,27 @@ class CifarResNet(nn.Module):
             stages.append(nn.Sequential(*blocks))
             in_ch = out_ch
         self.stages = nn.Sequential(*stages)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.num_features = in_ch
+        self.pool: nn.Module
+        if pool == "frequency":
+            self.pool = FrequencyTimePool(freq_bins)
+            self.num_features = in_ch * freq_bins * 2
+        else:
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.num_features = in_ch
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(self.pool(self.stages(self.stem(x))), 1)
 
 
-@register_model("resnet18_cifar", "ResNet-18, CIFAR stem (3×3 s1, no max-pool); args: width")
-def resnet18_cifar(in_chans: int = 3, width: int = 64) -> CifarResNet:
-    return CifarResNet((2, 2, 2, 2), in_chans=in_chans, width=width)
+@register_model("resnet18_cifar",
+                "ResNet-18, CIFAR stem (3×3 s1, no max-pool); args: width, pool, freq_bins")
+def resnet18_cifar(in_chans: int = 3, width: int = 64, pool: str = "avg",
+                   freq_bins: int = 4) -> CifarResNet:
+    return CifarResNet((2, 2, 2, 2), in_chans, width, pool, freq_bins)
 
 
-@register_model("resnet10_cifar", "ResNet-10 (one block per stage), CIFAR stem; args: width")
-def resnet10_cifar(in_chans: int = 3, width: int = 64) -> CifarResNet:
-    return CifarResNet((1, 1, 1, 1), in_chans=in_chans, width=width)
+@register_model("resnet10_cifar",
+                "ResNet-10 (one block per stage), CIFAR stem; args: width, pool, freq_bins")
+def resnet10_cifar(in_chans: int = 3, width: int = 64, pool: str = "avg",
+                   freq_bins: int = 4) -> CifarResNet:
+    return CifarResNet((1, 1, 1, 1), in_chans, width, pool, freq_bins)

@@ -114,9 +114,3 @@ def test_run_with_a_missing_data_folder_fails_fast_naming_it(tmp_path, capsys):
     assert not (tmp_path / "run").exists()  # nothing started, nothing written
     with pytest.raises(ConfigError, match="data.root"):
         load_config("simclr_digits", ["data.source=image_folder"])
-
-
-def test_a_bare_run_is_the_demo_recipe():
-    recipe, overrides = split_recipe(["fl.rounds=2"])
-    assert recipe == "simclr_cluttered" and overrides == ["fl.rounds=2"]
-    assert load_config(recipe).data.source == "cluttered_digits"

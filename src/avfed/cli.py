@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from avfed.cardio.cli import add_cardio_commands
-from avfed.cli_support import DEFAULT_RECIPE, console, split_recipe, split_resume
+from avfed.cli_support import console, split_recipe, split_resume
 from avfed.colorize.cli import add_colorize_commands
 from avfed.deploy.cli import add_federate_commands
 
@@ -347,8 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="avfed", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a recipe on Flower's simulation engine")
-    run.add_argument("overrides", nargs="*", help="recipe=NAME (default "
-                     f"{DEFAULT_RECIPE}, the demo) and dotted key=value overrides; "
+    run.add_argument("overrides", nargs="*", help="recipe=NAME and dotted key=value overrides; "
                      "resume=RUN_DIR continues an interrupted federated run")
     run.add_argument("--run-dir", default=None, help="write results here (default: runs/…)")
     run.add_argument("--verbose", action="store_true", help="show Flower's own logs")

@@ -10,8 +10,7 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-# a bare `avfed run` is the demo: the clean digits leave SSL nothing to learn
-DEFAULT_RECIPE = "simclr_cluttered"
+DEFAULT_RECIPE = "simclr_digits"
 
 console = Console(highlight=False, soft_wrap=True)
 

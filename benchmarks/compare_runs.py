@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,21 +72,30 @@ def run_variant(recipe: str, variant: Variant, seed: int, extra: list[str],
 
 
 def compare(recipe: str, variants: list[Variant], seeds: list[int],
-            extra: list[str]) -> list[Outcome]:
-    outcomes = []
-    for variant in variants:
-        outcome = Outcome(variant.label)
-        for seed in seeds:
-            summary = run_variant(recipe, variant, seed, extra)
-            outcome.finals.append(summary["final"])
-            outcome.initials.append(summary["random_init"])
-            outcome.wall_s.append(summary["bench_wall_s"])
-            outcome.client_train_s.append(summary["client_train_s"])
-            outcome.baselines.append(summary.get("baselines") or {})
-            scores = " · ".join(f"{k} {v:.3f}" for k, v in summary["final"].items())
-            console.print(f"{variant.label:<28} seed {seed}: {scores} "
-                          f"({summary['bench_wall_s']:.0f} s)")
-        outcomes.append(outcome)
+            extra: list[str], jobs: int = 1) -> list[Outcome]:
+    """Every (variant, seed) run, ``jobs`` at a time (each in its own process); outcomes
+    in the variants' order, seeds in the order given."""
+    pairs = [(index, variant, seed) for index, variant in enumerate(variants)
+             for seed in seeds]
+
+    def one(pair: tuple[int, Variant, int]) -> dict:
+        _, variant, seed = pair
+        summary = run_variant(recipe, variant, seed, extra)
+        scores = " · ".join(f"{k} {v:.3f}" for k, v in summary["final"].items())
+        console.print(f"{variant.label:<28} seed {seed}: {scores} "
+                      f"({summary['bench_wall_s']:.0f} s)")
+        return summary
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        summaries = list(pool.map(one, pairs))
+    outcomes = [Outcome(variant.label) for variant in variants]
+    for (index, _, _), summary in zip(pairs, summaries, strict=True):
+        outcome = outcomes[index]
+        outcome.finals.append(summary["final"])
+        outcome.initials.append(summary["random_init"])
+        outcome.wall_s.append(summary["bench_wall_s"])
+        outcome.client_train_s.append(summary["client_train_s"])
+        outcome.baselines.append(summary.get("baselines") or {})
     return outcomes
 
 

@@ -17,16 +17,13 @@ time; the wall column is the time each run took under that sharing.
 from __future__ import annotations
 
 import argparse
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from common import markdown_table, publish
 from compare_runs import (
-    Outcome,
     Variant,
-    console,
+    compare,
     reference_outcomes,
-    run_variant,
     save_bar_plot,
     score_rows,
     supervised_bound,
@@ -40,32 +37,6 @@ METHODS = {
 }
 KEYS = ["knn_acc", "probe_acc", "recall@1", "mAP"]
 PLOTS = Path(__file__).resolve().parent / "plots"
-
-
-def run_all(variants: list[Variant], seeds: list[int], extra: list[str],
-            jobs: int) -> list[Outcome]:
-    """Every (variant, seed) run, ``jobs`` at a time; outcomes in the variants' order."""
-    pairs = [(v, s) for v in variants for s in seeds]
-
-    def one(pair: tuple[Variant, int]) -> dict:
-        variant, seed = pair
-        summary = run_variant(RECIPE, variant, seed, extra)
-        scores = " · ".join(f"{k} {v:.3f}" for k, v in summary["final"].items())
-        console.print(f"{variant.label:<28} seed {seed}: {scores} "
-                      f"({summary['bench_wall_s']:.0f} s)")
-        return summary
-
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        summaries = list(pool.map(one, pairs))
-    outcomes = {v.label: Outcome(v.label) for v in variants}
-    for (variant, _), summary in zip(pairs, summaries, strict=True):
-        outcome = outcomes[variant.label]
-        outcome.finals.append(summary["final"])
-        outcome.initials.append(summary["random_init"])
-        outcome.wall_s.append(summary["bench_wall_s"])
-        outcome.client_train_s.append(summary["client_train_s"])
-        outcome.baselines.append(summary.get("baselines") or {})
-    return list(outcomes.values())
 
 
 def main() -> None:
@@ -90,7 +61,7 @@ def main() -> None:
         variants += [Variant(f"{name} · {training}", METHODS[name],
                              central=training == "centralised")
                      for training in ("federated", "centralised") if training in args.training]
-    outcomes = run_all(variants, args.seeds, extra, args.jobs)
+    outcomes = compare(RECIPE, variants, args.seeds, extra, args.jobs)
     references = reference_outcomes(outcomes)
     if args.supervised_epochs > 0:
         references.append(supervised_bound(RECIPE, args.seeds, args.supervised_epochs, extra))

@@ -19,12 +19,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from common import append_section, markdown_table
+from common import markdown_table, publish
 from compare_runs import (
     Outcome,
     Variant,
     compare,
-    console,
     reference_outcomes,
     save_bar_plot,
     score_rows,
@@ -98,10 +97,8 @@ def main() -> None:
     if save_bar_plot(plot, [*references, *outcomes, separate], KEYS,
                      f"{args.recipe}, seeds {args.seeds}"):
         note += f" Plot: `benchmarks/plots/{plot.name}`."
-    console.print(table)
-    console.print(note)
-    if not args.no_append:
-        append_section("FSSUAVL vs separate models (benchmarks/fssuavl.py)", f"{table}\n\n{note}")
+    publish("FSSUAVL vs separate models (benchmarks/fssuavl.py)", table, note,
+            not args.no_append)
 
 
 if __name__ == "__main__":

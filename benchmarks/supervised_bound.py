@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import argparse
 
-from common import append_section, markdown_table
-from compare_runs import Outcome, console, score_rows, supervised_bound
+from common import markdown_table, publish
+from compare_runs import Outcome, score_rows, supervised_bound
 
 from avfed.build import load_data
 from avfed.config import load_config
@@ -59,11 +59,8 @@ def main() -> None:
             "trained centrally with labels on the recipe's training split and views (Adam "
             f"{args.lr:g}, batch 64), scored on its held-out split; the first row is the linear "
             "probe on the raw input of the same split.")
-    console.print(table)
-    console.print(note)
-    if not args.no_append:
-        append_section(f"Supervised upper bound of {args.recipe} "
-                       "(benchmarks/supervised_bound.py)", f"{table}\n\n{note}")
+    publish(f"Supervised upper bound of {args.recipe} (benchmarks/supervised_bound.py)",
+            table, note, not args.no_append)
 
 
 if __name__ == "__main__":

@@ -205,8 +205,9 @@ class RunConfig:
 def train_nodes_per_round(fl: FLConfig | DictConfig) -> int:
     """How many clients train in a round: ``fl.fraction_train`` of them, rounded, and never
     fewer than ``fl.min_clients`` (a round needs that many accepted updates) nor more than
-    there are. The run header, the strategy's ``min_train_nodes`` and its seeded draw all
-    read this one number, so what the header promises is what the server samples."""
+    there are. The run header prints it and the strategy gets it as ``min_train_nodes``,
+    the floor of its seeded draw, so what the header promises is what the server samples
+    while every node is connected."""
     wanted = max(1, int(fl.min_clients), round(float(fl.fraction_train) * int(fl.num_clients)))
     return min(int(fl.num_clients), wanted)
 

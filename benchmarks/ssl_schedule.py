@@ -26,17 +26,17 @@ from pathlib import Path
 from common import markdown_table, publish
 from compare_runs import Variant, run_variant
 
-SCORES = ("knn_acc", "probe_acc", "rankme")
+SCORE_SUFFIXES = ("knn_acc", "probe_acc", "rankme")  # per modality: image_knn_acc, …
 
 
-def scored_rounds(run_dir: Path) -> dict[int, dict[str, float]]:
-    """The rounds of ``metrics.csv`` that carry an evaluation, keyed by round."""
-    rows: dict[int, dict[str, float]] = {}
+def scored_rounds(run_dir: Path) -> tuple[list[str], dict[int, dict[str, float]]]:
+    """The score columns of ``metrics.csv`` and its evaluated rounds, keyed by round."""
     with open(run_dir / "metrics.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row.get("knn_acc"):
-                rows[int(row["round"])] = {k: float(row[k]) for k in SCORES if row.get(k)}
-    return rows
+        reader = csv.DictReader(handle)
+        keys = [k for k in reader.fieldnames or [] if k.endswith(SCORE_SUFFIXES)]
+        rows = {int(row["round"]): {k: float(row[k]) for k in keys if row.get(k)}
+                for row in reader if any(row.get(k) for k in keys)}
+    return keys, rows
 
 
 def cell(values: list[float]) -> str:
@@ -47,36 +47,39 @@ def cell(values: list[float]) -> str:
     return f"{statistics.fmean(values):.3f} ± {statistics.pstdev(values):.3f}"
 
 
-def schedule_rows(recipe: str, seeds: list[int], epochs: int, eval_every: int,
-                  per_round: int, extra: list[str]) -> list[list[object]]:
-    """One row per evaluated epoch (mean ± std over seeds), after the two reference rows."""
+def schedule_table(recipe: str, seeds: list[int], epochs: int, eval_every: int,
+                   per_round: int, extra: list[str]) -> str:
+    """One row per evaluated epoch (mean ± std over seeds), under the raw-input rows."""
     if eval_every % per_round or epochs % eval_every:
         raise SystemExit(f"--epochs ({epochs}) must be a multiple of --eval-every "
                          f"({eval_every}), and that of --epochs-per-round ({per_round})")
     overrides = [f"fl.rounds={epochs // per_round}", f"train.local_epochs={per_round}",
                  f"fl.eval_every={eval_every // per_round}"]
+    keys: list[str] = []
     scores_by_round: dict[int, dict[str, list[float]]] = {}
-    raw: dict[str, list[float]] = {}
+    baselines: dict[str, dict[str, list[float]]] = {}
     wall: list[float] = []
     for seed in seeds:
         with tempfile.TemporaryDirectory() as tmp:
             run_dir = Path(tmp) / "run"
             summary = run_variant(recipe, Variant("central", overrides, central=True),
                                   seed, extra, run_dir)
-            for rnd, scores in scored_rounds(run_dir).items():
+            keys, rounds = scored_rounds(run_dir)
+            for rnd, scores in rounds.items():
                 for key, value in scores.items():
                     scores_by_round.setdefault(rnd, {}).setdefault(key, []).append(value)
-        for key, value in summary["baselines"]["raw input"].items():
-            raw.setdefault(key, []).append(value)
+        for name, scores in summary["baselines"].items():
+            for key, value in scores.items():
+                baselines.setdefault(name, {}).setdefault(key, []).append(value)
         wall.append(summary["wall_s"])
         print(f"{recipe} seed {seed}: {summary['wall_s']:.0f} s", flush=True)
-    rows: list[list[object]] = [[recipe, "raw input (no learning)",
-                                 *(cell(raw.get(k, [])) for k in SCORES)]]
+    rows: list[list[object]] = [[f"{name} (no learning)", *(cell(b.get(k, [])) for k in keys)]
+                                for name, b in baselines.items()]
     for rnd, scores in sorted(scores_by_round.items()):
         label = "random init" if rnd == 0 else f"{rnd * per_round} epochs"
-        rows.append([recipe, label, *(cell(scores.get(k, [])) for k in SCORES)])
-    rows[-1][1] = f"{rows[-1][1]} ({statistics.fmean(wall):.0f} s / run)"
-    return rows
+        rows.append([label, *(cell(scores.get(k, [])) for k in keys)])
+    rows[-1][0] = f"{rows[-1][0]} ({statistics.fmean(wall):.0f} s / run)"
+    return f"`{recipe}`\n\n" + markdown_table(["row", *keys], rows)
 
 
 def main() -> None:
@@ -92,10 +95,9 @@ def main() -> None:
                         help="extra overrides for every run (e.g. train.lr=5e-4)")
     args = parser.parse_args()
 
-    rows = [row for recipe in args.recipes
-            for row in schedule_rows(recipe, args.seeds, args.epochs, args.eval_every,
-                                     args.epochs_per_round, args.overrides)]
-    table = markdown_table(["recipe", "row", "kNN top-1", "linear probe", "RankMe"], rows)
+    table = "\n\n".join(schedule_table(recipe, args.seeds, args.epochs, args.eval_every,
+                                        args.epochs_per_round, args.overrides)
+                         for recipe in args.recipes)
     note = (f"Central runs (`avfed run --central`, pooled training split, no federation), "
             f"seeds {args.seeds}, frozen backbone scored every {args.eval_every} epochs on the "
             f"held-out split, a fresh optimizer every {args.epochs_per_round} epochs; each "

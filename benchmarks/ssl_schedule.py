@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import statistics
 import tempfile
 from pathlib import Path
 
 from common import markdown_table, publish
-from compare_runs import Variant, run_variant
+from compare_runs import Outcome, Variant, reference_outcomes, run_variant, score_rows
 
 SCORE_SUFFIXES = ("knn_acc", "probe_acc", "rankme")  # per modality: image_knn_acc, …
 
@@ -39,14 +38,6 @@ def scored_rounds(run_dir: Path) -> tuple[list[str], dict[int, dict[str, float]]
     return keys, rows
 
 
-def cell(values: list[float]) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.fmean(values):.3f} ± {statistics.pstdev(values):.3f}"
-
-
 def schedule_table(recipe: str, seeds: list[int], epochs: int, eval_every: int,
                    per_round: int, extra: list[str]) -> str:
     """One row per evaluated epoch (mean ± std over seeds), under the raw-input rows."""
@@ -56,30 +47,24 @@ def schedule_table(recipe: str, seeds: list[int], epochs: int, eval_every: int,
     overrides = [f"fl.rounds={epochs // per_round}", f"train.local_epochs={per_round}",
                  f"fl.eval_every={eval_every // per_round}"]
     keys: list[str] = []
-    scores_by_round: dict[int, dict[str, list[float]]] = {}
-    baselines: dict[str, dict[str, list[float]]] = {}
-    wall: list[float] = []
+    runs = Outcome(recipe)  # carries each seed's baselines and random init
+    by_round: dict[int, Outcome] = {}
     for seed in seeds:
         with tempfile.TemporaryDirectory() as tmp:
             run_dir = Path(tmp) / "run"
             summary = run_variant(recipe, Variant("central", overrides, central=True),
                                   seed, extra, run_dir)
             keys, rounds = scored_rounds(run_dir)
-            for rnd, scores in rounds.items():
-                for key, value in scores.items():
-                    scores_by_round.setdefault(rnd, {}).setdefault(key, []).append(value)
-        for name, scores in summary["baselines"].items():
-            for key, value in scores.items():
-                baselines.setdefault(name, {}).setdefault(key, []).append(value)
-        wall.append(summary["wall_s"])
+        runs.initials.append(rounds.pop(0))
+        runs.baselines.append(summary["baselines"])
+        runs.wall_s.append(summary["wall_s"])
+        for rnd, scores in rounds.items():
+            by_round.setdefault(rnd, Outcome(f"{rnd * per_round} epochs")).finals.append(scores)
         print(f"{recipe} seed {seed}: {summary['wall_s']:.0f} s", flush=True)
-    rows: list[list[object]] = [[f"{name} (no learning)", *(cell(b.get(k, [])) for k in keys)]
-                                for name, b in baselines.items()]
-    for rnd, scores in sorted(scores_by_round.items()):
-        label = "random init" if rnd == 0 else f"{rnd * per_round} epochs"
-        rows.append([label, *(cell(scores.get(k, [])) for k in keys)])
-    rows[-1][0] = f"{rows[-1][0]} ({statistics.fmean(wall):.0f} s / run)"
-    return f"`{recipe}`\n\n" + markdown_table(["row", *keys], rows)
+    rows = [*reference_outcomes([runs]), *(by_round[rnd] for rnd in sorted(by_round))]
+    rows[-1].wall_s = runs.wall_s  # the whole run's time, on the row it ends with
+    return f"`{recipe}`\n\n" + markdown_table(["row", *keys, "wall s / run"],
+                                                  score_rows(rows, keys))
 
 
 def main() -> None:
